@@ -1,0 +1,90 @@
+"""The domain's exceptions: one base class, a shallow tree.
+
+Only `cli.py` turns these into `llmcli: error: ...` lines and exit codes.
+"""
+
+from .status import ExitStatus
+
+
+class LLMCliError(Exception):
+    """Base class for every error llmcli reports to the user."""
+
+    exit_status = ExitStatus.ERROR
+    type_name = "error"
+
+
+class UsageError(LLMCliError):
+    """The command line itself is wrong."""
+
+    exit_status = ExitStatus.USAGE
+    type_name = "usage"
+
+
+class ConfigError(LLMCliError):
+    """The configuration (file, environment, flags) is invalid or incomplete."""
+
+    exit_status = ExitStatus.CONFIG
+    type_name = "config"
+
+
+class InputError(LLMCliError):
+    """An input file, stdin or history could not be read or understood."""
+
+    exit_status = ExitStatus.CONFIG
+    type_name = "input"
+
+
+class HTTPError(LLMCliError):
+    """The server answered with a non-2xx status (or a 200 error body)."""
+
+    exit_status = ExitStatus.HTTP
+    type_name = "http"
+
+    def __init__(self, message, status=None, body=None, code=None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.code = code
+
+
+class StreamError(LLMCliError):
+    """The response stream carried an error, was malformed, or was cut short."""
+
+    exit_status = ExitStatus.STREAM
+    type_name = "stream"
+
+
+class ToolRoundLimit(StreamError):
+    """The model kept calling tools past --max-tool-rounds."""
+
+    type_name = "tool_rounds"
+
+
+class NetworkError(LLMCliError):
+    """Connecting, reading or TLS failed: refused, reset, timed out, DNS."""
+
+    exit_status = ExitStatus.NETWORK
+    type_name = "network"
+
+
+class TimeoutError_(NetworkError):
+    """A connect, read, idle or whole-run timeout expired."""
+
+    type_name = "timeout"
+
+
+class ToolError(LLMCliError):
+    """A built-in tool failed; the message goes back to the model as the result."""
+
+    type_name = "tool"
+
+
+class Interrupted(LLMCliError):
+    """The user pressed Ctrl-C (or sent SIGTERM)."""
+
+    exit_status = ExitStatus.INTERRUPTED
+    type_name = "interrupted"
+
+    def __init__(self, message="interrupted", exit_status=ExitStatus.INTERRUPTED):
+        super().__init__(message)
+        self.exit_status = exit_status
