@@ -67,7 +67,7 @@ class NetworkError(LLMCliError):
     type_name = "network"
 
 
-class TimeoutError_(NetworkError):
+class TimeoutExpired(NetworkError):
     """A connect, read, idle or whole-run timeout expired."""
 
     type_name = "timeout"
