@@ -1,0 +1,329 @@
+"""The turn loop: request → stream → accumulate → run tools → repeat (a plain object, no click, no I/O).
+
+`ChatRun.events()` is a generator of events for a renderer to write; the run's state (text so far,
+reasoning, tool activity, usage, timing) lives on the object, so whatever fails, the caller still
+has what arrived (PROTOCOL.md §2: "the user keeps what arrived").
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from .config import Settings
+from .errors import LLMCliError, StreamError, ToolError, ToolRoundLimit
+from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult, UsageUpdate
+
+
+@dataclass
+class ToolActivity:
+    call: ToolCall
+    round: int
+    output: Optional[str] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+    def to_dict(self):
+        return {
+            "id": self.call.id,
+            "name": self.call.name,
+            "arguments": self.call.arguments if self.call.arguments is not None else self.call.arguments_raw,
+            "output": self.output,
+            "error": self.error,
+        }
+
+    @property
+    def content(self) -> str:
+        """What the model gets back as the `role: tool` message."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        return self.output or ""
+
+
+@dataclass
+class ToolStarted:
+    activity: ToolActivity
+
+
+@dataclass
+class ToolFinished:
+    activity: ToolActivity
+
+
+@dataclass
+class TurnDone:
+    turn: TurnResult
+    round: int
+
+
+@dataclass
+class Warning_:
+    message: str
+
+
+def make_tool_settings(settings: Settings):
+    """ToolSettings from the resolved config (tools.web_search / tools.web_fetch and flags)."""
+    from .tools import ToolSettings
+
+    cfg = dict(settings.tool_config)
+    search = cfg.get("web_search") or {}
+    fetch = cfg.get("web_fetch") or {}
+    kwargs = {}
+    if search.get("backend"):
+        kwargs["search_backend"] = str(search["backend"])
+    if search.get("brave_api_key"):
+        kwargs["brave_api_key"] = str(search["brave_api_key"])
+    if search.get("brave_url"):
+        kwargs["brave_url"] = str(search["brave_url"])
+    if search.get("searxng_url"):
+        kwargs["searxng_url"] = str(search["searxng_url"])
+    for key, convert in (("timeout", float), ("max_bytes", int), ("max_chars", int), ("max_redirects", int)):
+        if fetch.get(key) is not None:
+            kwargs[key] = convert(fetch[key])
+    kwargs["allow_private"] = settings.allow_private_urls
+    return ToolSettings(**kwargs)
+
+
+def build_request_body(settings: Settings, messages: List[dict], tool_schemas: List[dict], stream: bool = True) -> dict:
+    body: Dict = {}
+    if settings.model:
+        body["model"] = settings.model
+    body["messages"] = messages
+    body["stream"] = stream
+    if stream:
+        # Ask for the usage chunk; servers that do not know the option ignore it (-o stream_options null drops it).
+        body["stream_options"] = {"include_usage": True}
+    if tool_schemas:
+        body["tools"] = tool_schemas
+    for key, value in settings.options:
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+def sum_usage(usages: List[dict]) -> Optional[dict]:
+    """Usage across tool rounds: numbers added up, nested details too; the last round's other fields win."""
+    if not usages:
+        return None
+    if len(usages) == 1:
+        return usages[0]
+
+    def merge(a, b):
+        out = dict(a)
+        for k, v in b.items():
+            if isinstance(v, bool) or k not in out:
+                out[k] = v
+            elif isinstance(v, (int, float)) and isinstance(out[k], (int, float)) and not isinstance(out[k], bool):
+                out[k] = out[k] + v
+            elif isinstance(v, dict) and isinstance(out[k], dict):
+                out[k] = merge(out[k], v)
+            else:
+                out[k] = v
+        return out
+
+    total: dict = {}
+    for u in usages:
+        total = merge(total, u)
+    return total
+
+
+class ChatRun:
+    """One user request: as many model turns as the tool loop needs."""
+
+    def __init__(
+        self,
+        transport,
+        settings: Settings,
+        messages: List[dict],
+        tools: Optional[list] = None,
+        tool_settings=None,
+        confirm: Optional[Callable[[ToolCall], str]] = None,
+        stream: bool = True,
+    ):
+        self.transport = transport
+        self.settings = settings
+        self.messages = list(messages)
+        self.tools = {t.name: t for t in (tools or [])}
+        self.tool_settings = tool_settings
+        self.confirm = confirm
+        self.stream = stream
+        self.max_rounds = settings.max_tool_rounds
+        # state, readable at any time (also after a failure)
+        self.content_parts: List[str] = []
+        self.reasoning_parts: List[str] = []
+        self.refusal_parts: List[str] = []
+        self.tool_activity: List[ToolActivity] = []
+        self.usages: List[dict] = []
+        self.finish_reason: Optional[str] = None
+        self.model: Optional[str] = settings.model
+        self.started = time.monotonic()
+        self.first_token_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+        self.current_turn_text: List[str] = []
+        self.unexecuted_calls: List[ToolCall] = []
+        self._always_allowed = False
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def content(self) -> str:
+        return "".join(self.content_parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+    @property
+    def usage(self) -> Optional[dict]:
+        return sum_usage(self.usages)
+
+    def timing(self) -> dict:
+        end = self.ended_at or time.monotonic()
+        return {
+            "first_token_ms": None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
+            "total_ms": round((end - self.started) * 1000),
+        }
+
+    # -- the loop ----------------------------------------------------------------------------
+    def events(self):
+        try:
+            round_no = 0
+            while True:
+                turn = yield from self._one_turn(round_no)
+                calls = turn.tool_calls
+                self.messages.append(turn.assistant_message())
+                yield TurnDone(turn, round_no)
+                if not calls:
+                    return
+                if not self.tools:
+                    # The server sent calls for tools we did not offer (e.g. a pinned tool_choice): report, do not run.
+                    self.unexecuted_calls.extend(calls)
+                    self.messages.pop()
+                    self.messages.append(_without_calls(turn))
+                    yield Warning_("the model asked for tools ("
+                                   + ", ".join(c.name or "?" for c in calls)
+                                   + ") but none are enabled; enable them with -T NAME or --tools")
+                    return
+                round_no += 1
+                if round_no > self.max_rounds:
+                    self.unexecuted_calls.extend(calls)
+                    self.messages.pop()
+                    raise ToolRoundLimit(
+                        f"the model was still calling tools after {self.max_rounds} rounds "
+                        "(--max-tool-rounds); stopping")
+                for call in calls:
+                    activity = ToolActivity(call, round_no)
+                    self.tool_activity.append(activity)
+                    yield ToolStarted(activity)
+                    self._run_tool(activity)
+                    self.messages.append({"role": "tool", "tool_call_id": call.id, "content": activity.content})
+                    yield ToolFinished(activity)
+        finally:
+            self.ended_at = time.monotonic()
+
+    def _one_turn(self, round_no):
+        from .client import Retrying
+
+        body = build_request_body(self.settings, self.messages, [t.schema() for t in self.tools.values()], self.stream)
+        exchange = None
+        self.current_turn_text = []
+        for item in self.transport.open(body):
+            if isinstance(item, Retrying):
+                yield item
+            else:
+                exchange = item
+        try:
+            try:
+                for ev in exchange.events():
+                    if isinstance(ev, TextDelta):
+                        self._first_token()
+                        self.content_parts.append(ev.text)
+                        self.current_turn_text.append(ev.text)
+                    elif isinstance(ev, ReasoningDelta):
+                        self._first_token()
+                        self.reasoning_parts.append(ev.text)
+                    elif isinstance(ev, RefusalDelta):
+                        self.refusal_parts.append(ev.text)
+                    elif isinstance(ev, UsageUpdate):
+                        pass  # the decoder keeps the last one; recorded per turn below
+                    elif isinstance(ev, FinishReason):
+                        self.finish_reason = ev.reason
+                    yield ev
+                turn = exchange.decoder.finish()
+            except LLMCliError:
+                partial = exchange.decoder.partial_result()
+                self._note_turn(partial)
+                raise
+            self._note_turn(turn)
+            return turn
+        finally:
+            exchange.close()
+
+    def _note_turn(self, turn: TurnResult):
+        if turn.usage:
+            self.usages.append(turn.usage)
+        if turn.model:
+            self.model = turn.model
+        if turn.finish_reason:
+            self.finish_reason = turn.finish_reason
+
+    def _first_token(self):
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    def _run_tool(self, activity: ToolActivity):
+        call = activity.call
+        started = time.monotonic()
+        try:
+            if call.parse_error:
+                raise ToolError(f"the arguments are not valid JSON ({call.parse_error}); send a JSON object")
+            tool = self.tools.get(call.name)
+            if tool is None:
+                available = ", ".join(self.tools) or "none"
+                raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
+            args = tool.validate(call.arguments or {})
+            if self.confirm is not None and not self._always_allowed:
+                answer = self.confirm(call)
+                if answer == "always":
+                    self._always_allowed = True
+                elif answer != "yes":
+                    raise ToolError("refused by user")
+            activity.output = tool.run(args, self.tool_settings)
+        except ToolError as exc:
+            activity.error = str(exc)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a tool bug must not end the run: the model hears about it
+            activity.error = f"the tool failed unexpectedly: {type(exc).__name__}: {exc}"
+        finally:
+            activity.seconds = time.monotonic() - started
+
+    def partial_assistant_message(self, marker: str = "") -> Optional[dict]:
+        """The text of the turn in progress, for callers that keep a conversation after a failure."""
+        text = "".join(self.current_turn_text)
+        if not text:
+            return None
+        return {"role": "assistant", "content": text + marker}
+
+
+def _without_calls(turn: TurnResult) -> dict:
+    msg = turn.assistant_message()
+    msg.pop("tool_calls", None)
+    if msg.get("content") is None:
+        msg["content"] = ""
+    return msg
+
+
+def tool_calls_summary(run: ChatRun) -> List[dict]:
+    out = [a.to_dict() for a in run.tool_activity]
+    for call in run.unexecuted_calls:
+        out.append({"id": call.id, "name": call.name,
+                    "arguments": call.arguments if call.arguments is not None else call.arguments_raw,
+                    "output": None, "error": "not executed"})
+    return out
+
+
+def describe_arguments(call: ToolCall, limit: int = 100) -> str:
+    text = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.arguments_raw
+    return text if len(text) <= limit else text[: limit - 1] + "…"

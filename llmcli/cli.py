@@ -1,0 +1,431 @@
+"""The click commands: parse → settings → run → render. The one place exceptions become exit codes.
+
+Imports are lazy on purpose: `llmcli --help` and every shell-completion TAB import this module, so
+nothing heavy (requests, yaml, prompt_toolkit) may be imported at module level (STYLE.md rule 1).
+"""
+
+import os
+import sys
+
+import click
+
+from .status import ExitStatus
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    success (a 'length' or 'content_filter' finish is 0 with a warning)
+  1    unexpected error
+  2    usage error
+  3    config or input error
+  4    HTTP error (non-2xx, or a 200 whose JSON body is an error)
+  5    stream error (in-stream error, malformed or truncated stream, tool-round limit)
+  6    network error (connect failure, timeout, reset)
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+"""
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that streams close and partial output is kept."""
+
+
+# --------------------------------------------------------------------------------------------
+# completion helpers (cheap: they run on every TAB)
+
+
+def _complete_provider(ctx, param, incomplete):
+    from .config import PRESETS, LOCAL_PROVIDER, config_path, load_config_file
+
+    names = list(PRESETS) + [LOCAL_PROVIDER]
+    try:
+        data, _ = load_config_file(config_path(os.environ, (ctx.params or {}).get("config")))
+        names = list((data.get("providers") or {}).keys()) + names
+    except Exception:  # completion must never fail loudly
+        pass
+    return [click.shell_completion.CompletionItem(n) for n in dict.fromkeys(names) if n.startswith(incomplete)]
+
+
+def _complete_model(ctx, param, incomplete):
+    from .config import PRESETS, config_path, load_config_file
+
+    names = []
+    try:
+        data, _ = load_config_file(config_path(os.environ, (ctx.params or {}).get("config")))
+        names += list((data.get("aliases") or {}).keys())
+        for pname, prov in (data.get("providers") or {}).items():
+            prov = prov or {}
+            for m in [prov.get("model")] + list(prov.get("models") or []):
+                if m:
+                    names += [str(m), f"{pname}/{m}"]
+        if data.get("model"):
+            names.append(str(data["model"]))
+    except Exception:
+        pass
+    names += [f"{p}/{preset.model}" for p, preset in PRESETS.items() if preset.model]
+    return [click.shell_completion.CompletionItem(n) for n in dict.fromkeys(names) if n.startswith(incomplete)]
+
+
+def _complete_tool(ctx, param, incomplete):
+    return [click.shell_completion.CompletionItem(n) for n in ("web_search", "web_fetch") if n.startswith(incomplete)]
+
+
+# --------------------------------------------------------------------------------------------
+# shared options
+
+
+def connection_options(f):
+    options = [
+        click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
+                     help="Provider from the config file or a preset (openrouter, openai, groq, deepseek, mistral, "
+                          "together, fireworks, gemini, ollama, llamacpp, vllm, lmstudio, local)."),
+        click.option("-m", "--model", metavar="MODEL", shell_complete=_complete_model,
+                     help="Model name, an alias from the config, or provider/model.  [env: LLMCLI_MODEL]"),
+        click.option("--base-url", metavar="URL",
+                     help="API root, e.g. http://127.0.0.1:8080/v1 (requests go to URL/chat/completions).  "
+                          "[env: LLMCLI_BASE_URL]"),
+        click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
+        click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def request_options(f):
+    options = [
+        click.option("-s", "--system", metavar="TEXT", help="System prompt."),
+        click.option("-o", "--option", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
+                     help="Request option such as temperature, top_p, max_tokens, seed, stop; any KEY is passed "
+                          "through to the request body (VALUE parsed as JSON when it can be; 'null' removes a key). "
+                          "Repeatable."),
+        click.option("--history", "history_file", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="Prior turns as OpenAI messages (JSON array, JSONL or YAML list)."),
+        click.option("-T", "--tool", "tools", multiple=True, metavar="NAME", shell_complete=_complete_tool,
+                     help="Enable a built-in tool (web_search, web_fetch). Repeatable."),
+        click.option("--tools", "all_tools", is_flag=True, default=None, help="Enable all built-in tools."),
+        click.option("--no-tools", is_flag=True, default=None, help="Disable tools, whatever the config says."),
+        click.option("--max-tool-rounds", type=click.IntRange(1), metavar="N",
+                     help="Stop (exit 5) when the model still calls tools after N rounds.  [default: 10]"),
+        click.option("--confirm-tools", is_flag=True, default=None,
+                     help="Ask before each tool call (without a terminal, every call is refused)."),
+        click.option("--allow-private-urls", is_flag=True, default=None,
+                     help="Let web_fetch reach private, loopback and link-local addresses."),
+        click.option("--retries", type=click.IntRange(0), metavar="N",
+                     help="Retries before any output, for connect errors, timeouts and 408/409/429/5xx.  [default: 2]"),
+        click.option("--connect-timeout", type=float, metavar="SECS", help="Connect timeout.  [default: 10]"),
+        click.option("--timeout", type=float, metavar="SECS",
+                     help="Read timeout: the longest gap between received bytes.  [default: 120]"),
+        click.option("--idle-timeout", type=float, metavar="SECS",
+                     help="The longest gap between data events; keep-alive comments do not reset it.  [default: 300]"),
+        click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
+        click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
+        click.option("--debug", is_flag=True, default=None,
+                     help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
+                          "[env: LLMCLI_DEBUG=1]"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+FLAG_NAMES = (
+    "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
+    "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "retries", "connect_timeout",
+    "timeout", "idle_timeout", "max_time", "ca_bundle", "debug",
+)
+
+
+def settings_from_params(params: dict):
+    from .config import parse_option_value, resolve_settings
+
+    flags = {name: params.get(name) for name in FLAG_NAMES}
+    flags["options"] = [(k, parse_option_value(v)) for k, v in params.get("options") or ()]
+    return resolve_settings(flags)
+
+
+# --------------------------------------------------------------------------------------------
+# the group
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@click.version_option(package_name="llmcli", prog_name="llmcli", message="%(prog)s %(version)s")
+def cli():
+    """Chat with any OpenAI-compatible chat-completions API from the command line.
+
+    \b
+    Examples:
+      llmcli ask "What is the capital of France?"
+      cat notes.md | llmcli ask "summarise"
+      llmcli ask --json -m gpt-4o-mini "hello" | jq .content
+      llmcli chat -p openrouter
+    """
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@click.argument("prompt", nargs=-1)
+@connection_options
+@request_options
+@click.option("-f", "--file", "files", multiple=True, metavar="PATH",
+              help="Add a text file to the message, headed by its name ('-' reads stdin). Repeatable.")
+@click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document at the end (also on failure).")
+@click.option("--jsonl", "jsonl_output", is_flag=True, help="Print one JSON event per line as things happen.")
+@click.option("--no-stream", is_flag=True, help="Send a non-streaming request (output is printed the same way).")
+@click.option("-u", "--usage", "show_usage", is_flag=True, help="Show token usage and time on stderr.")
+@click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
+              help="Show reasoning on stderr.  [default: when stderr is a terminal]")
+@click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Save the whole conversation (as --history reads it) after the answer.")
+def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, save_path,
+        **params):
+    """Ask once; the answer streams to stdout.
+
+    The message is built from, in order: each -f FILE (as a fenced block headed by its name), piped
+    stdin, then the PROMPT words, separated by blank lines. With no prompt, no stdin and a terminal on
+    stdin, ask exits with a usage error instead of waiting.
+    """
+    from .errors import UsageError
+
+    if json_output and jsonl_output:
+        raise UsageError("--json and --jsonl cannot be used together")
+    settings = settings_from_params(params)
+    messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
+    if json_output:
+        mode = "json"
+    elif jsonl_output:
+        mode = "jsonl"
+    else:
+        mode = "text"
+    run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
+            save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings)
+
+
+def build_messages(settings, prompt_words, files, no_stdin, history_file):
+    from .errors import UsageError
+    from .history import build_user_message, decode_input, load_history, read_file_bytes
+
+    warnings = []
+    stdin = sys.stdin
+    stdin_tty = _isatty(stdin)
+    stdin_bytes = None
+
+    def read_stdin():
+        nonlocal stdin_bytes
+        if stdin_bytes is None:
+            if stdin is None:
+                stdin_bytes = b""
+            else:
+                buf = getattr(stdin, "buffer", None)
+                stdin_bytes = buf.read() if buf is not None else stdin.read().encode("utf-8")
+        return stdin_bytes
+
+    file_parts = []
+    for path in files:
+        if path == "-":
+            file_parts.append(("stdin", decode_input(read_stdin(), "stdin", warnings)))
+        else:
+            file_parts.append((path, decode_input(read_file_bytes(path), path, warnings)))
+    stdin_text = None
+    if "-" not in files and not no_stdin and not stdin_tty and stdin is not None:
+        stdin_text = decode_input(read_stdin(), "stdin", warnings)
+    prompt = " ".join(prompt_words) if prompt_words else None
+    if prompt is None and stdin_text is None and not file_parts and stdin_tty:
+        raise UsageError("no prompt: give one as arguments, pipe text on stdin, or use -f FILE "
+                         "(try 'llmcli ask --help')")
+    user = build_user_message(prompt, stdin_text, file_parts)
+    if user is None:
+        raise UsageError("nothing to send: the prompt and input are empty")
+    size = len(user.encode("utf-8"))
+    if size > settings.max_input_bytes:
+        warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
+                        f"{settings.max_input_bytes:,}); it may exceed the model's context")
+    messages = []
+    history = load_history(history_file) if history_file else []
+    if settings.system:
+        history = [m for m in history if m.get("role") != "system"]
+        messages.append({"role": "system", "content": settings.system})
+    messages += history
+    messages.append({"role": "user", "content": user})
+    return messages, warnings
+
+
+def make_transport(settings, recorder=None, run_deadline=None):
+    if settings.is_local:
+        from .local import LocalTransport
+
+        return LocalTransport(settings)
+    if not settings.base_url:
+        from .errors import ConfigError
+
+        raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
+    from .client import HTTPTransport
+
+    return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
+
+
+def enabled_tools(settings):
+    if not settings.tools:
+        return []
+    from .tools import get_tool
+
+    return [get_tool(name) for name in settings.tools]
+
+
+def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
+            pre_warnings=()):
+    import time
+
+    from .chat import ChatRun, make_tool_settings
+    from .errors import Interrupted, LLMCliError
+    from .output import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
+
+    out, err = sys.stdout, sys.stderr
+    out_tty, err_tty = _isatty(out), _isatty(err)
+    color = color_enabled(err)
+    diag = Diagnostics(err, color)
+    for w in pre_warnings:
+        diag.warning(w)
+    if mode == "json":
+        renderer = JSONRenderer(out, err, err_tty, color)
+    elif mode == "jsonl":
+        renderer = JSONLRenderer(out, err, err_tty, color)
+    else:
+        renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
+                                show_usage=show_usage)
+    recorder = None
+    if settings.debug:
+        from .record import Recorder
+
+        recorder = Recorder()
+        diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
+                  f"model={settings.model} key={'set' if settings.api_key else 'none'}")
+    deadline = time.monotonic() + settings.max_time if settings.max_time else None
+    tools = enabled_tools(settings)
+    confirm = make_confirm(err) if settings.confirm_tools else None
+    run = ChatRun(make_transport(settings, recorder, deadline), settings, messages, tools=tools,
+                  tool_settings=make_tool_settings(settings) if tools else None, confirm=confirm, stream=stream)
+    error = None
+    try:
+        for ev in run.events():
+            renderer.handle(ev)
+    except LLMCliError as exc:
+        error = exc
+    except KeyboardInterrupt as exc:
+        error = Interrupted("terminated" if isinstance(exc, Terminated) else "interrupted",
+                            ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED)
+    renderer.finish(run, error)
+    if settings.debug:
+        diag.note(f"llmcli: debug: {run.timing()} finish_reason={run.finish_reason} chars={len(run.content)}")
+        if error is not None and recorder is not None and settings.home:
+            try:
+                path = recorder.save(settings.home, str(error))
+                diag.note(f"llmcli: debug: saved a replayable record to {path} (llmcli replay {path})")
+            except OSError as exc:
+                diag.warning(f"could not save the debug record: {exc}")
+    if save_path:
+        from .history import dump_history
+
+        dump_history(run.messages, save_path)
+    if error is not None:
+        raise error
+
+
+def make_confirm(err):
+    """--confirm-tools: ask on the terminal; with no terminal, refuse every call."""
+
+    def confirm(call):
+        from .chat import describe_arguments
+
+        try:
+            tty = open("/dev/tty", "r+")
+        except OSError:
+            return "no"
+        with tty:
+            while True:
+                tty.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
+                tty.flush()
+                answer = tty.readline().strip().lower()
+                if answer in ("y", "yes"):
+                    return "yes"
+                if answer in ("a", "always"):
+                    return "always"
+                if answer in ("n", "no", ""):
+                    return "no"
+
+    return confirm
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# entry point: the one place where exceptions become messages and exit codes
+
+
+def main(args=None, prog_name="llmcli"):
+    import signal
+
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    code = run_cli(args, prog_name)
+    sys.exit(int(code))
+
+
+def run_cli(args=None, prog_name="llmcli") -> int:
+    from .errors import LLMCliError
+
+    try:
+        try:
+            cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        return ExitStatus.OK
+    except click.exceptions.Abort:
+        _stderr("llmcli: interrupted")
+        return ExitStatus.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return ExitStatus.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except LLMCliError as exc:
+        _stderr(f"llmcli: error: {exc}" if exc.exit_status not in (130, 143) else f"llmcli: {exc}")
+        return exc.exit_status
+    except BrokenPipeError:
+        # `| head -1`: the reader went away; end quietly (and keep Python from complaining at exit).
+        _silence_stdout()
+        return ExitStatus.OK
+    except KeyboardInterrupt as exc:
+        _stderr("llmcli: terminated" if isinstance(exc, Terminated) else "llmcli: interrupted")
+        return ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED
+    except Exception as exc:  # the last resort: one line, never a traceback
+        if "pytest" in sys.modules and not os.environ.get("LLMCLI_NO_RERAISE"):
+            raise
+        _stderr(f"llmcli: error: unexpected {type(exc).__name__}: {exc} (please report this; --debug shows more)")
+        return ExitStatus.ERROR
+
+
+def _stderr(text):
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _silence_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

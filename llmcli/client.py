@@ -1,0 +1,434 @@
+"""HTTP transport: one chat-completions request, with retries, timeouts and a debug record.
+
+`HTTPTransport.open(body)` is a generator: it yields a `Retrying` notice before each back-off sleep (so
+the caller can say so *before* waiting) and finally one `Exchange`, whose `events()` drive the SSE
+framing and the stream decoder. Retries happen only before any body was consumed (PROTOCOL.md §4):
+once an `Exchange` has been handed out, nothing is ever retried.
+
+Timeouts: requests' read timeout bounds the gap between received bytes; keep-alive comments reset
+it, so a separate watchdog thread enforces the idle timeout (time since the last *data* event) and
+`--max-time` (the whole run) by shutting the socket down, which unblocks the read at once.
+"""
+
+import email.utils
+import json
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from .config import Settings
+from .errors import HTTPError, NetworkError, StreamError, TimeoutExpired
+from .sse import SSEDecoder
+from .stream import StreamDecoder, decode_non_streamed
+
+RETRYABLE_STATUS = {408, 409, 429}
+SECRET_HEADERS = {"authorization", "x-api-key", "api-key", "x-subscription-token", "cookie", "proxy-authorization"}
+READ_SIZE = 65536
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass
+class Retrying:
+    """Emitted before a back-off sleep."""
+
+    attempt: int  # the attempt that failed, 1-based
+    delay: float
+    reason: str
+
+
+def redact_headers(headers) -> dict:
+    return {k: ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in dict(headers).items()}
+
+
+def parse_retry_after(headers, now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from retry-after-ms, then retry-after (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            if when is None:
+                return None
+            return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+    return None
+
+
+def error_message_from_body(body: bytes, content_type: str = "") -> tuple:
+    """(message, code) from an error body: OpenAI-style {"error": {...}}, {"error": "..."}, {"message"}, or text."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # Gemini wraps errors in a list
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or err.get("detail") or data.get("message")
+            code = err.get("code") or err.get("type")
+            if msg:
+                return str(msg), (str(code) if code is not None else None)
+        elif isinstance(err, str):
+            return err, None
+        if data.get("detail"):
+            return str(data["detail"]), None
+    if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype", "<html")):
+        return "the server answered with an HTML page: " + snippet(text), None
+    return snippet(text) or "(empty body)", None
+
+
+def snippet(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Watchdog:
+    """Shuts a socket down when the idle timeout or the whole-run deadline passes.
+
+    requests' read timeout cannot see either: keep-alive comments keep resetting it (PROTOCOL.md §4).
+    """
+
+    def __init__(self, idle: Optional[float], deadline: Optional[float]):
+        self.idle = idle
+        self.deadline = deadline
+        self.last_data = time.monotonic()
+        self.expired: Optional[str] = None
+        self._sock = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = None
+
+    def start(self, sock):
+        self._sock = sock
+        if self.idle is None and self.deadline is None:
+            return
+        self._thread = threading.Thread(target=self._run, name="llmcli-watchdog", daemon=True)
+        self._thread.start()
+
+    def data_seen(self):
+        self.last_data = time.monotonic()
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def _next_deadline(self):
+        candidates = []
+        if self.idle is not None:
+            candidates.append((self.last_data + self.idle, "idle"))
+        if self.deadline is not None:
+            candidates.append((self.deadline, "max_time"))
+        return min(candidates)
+
+    def _run(self):
+        with self._cond:
+            while not self._stopped:
+                when, kind = self._next_deadline()
+                left = when - time.monotonic()
+                if left <= 0:
+                    self.expired = kind
+                    try:
+                        self._sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                self._cond.wait(min(left, 0.25))
+
+
+def _socket_of(raw):
+    """The socket under a urllib3 response (so the watchdog can shut it down)."""
+    conn = getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        return sock
+    fp = getattr(raw, "_fp", None)
+    try:
+        return fp.fp.raw._sock
+    except AttributeError:
+        return None
+
+
+class Exchange:
+    """One successful (2xx) response being read: yields stream events, never retried."""
+
+    def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None):
+        self.response = response
+        self.settings = settings
+        self.started = started
+        self.deadline = deadline
+        self.decoder = StreamDecoder()
+        self.sse = SSEDecoder()
+        self.recorder = recorder
+        self.bytes_read = 0
+        self.first_token_at: Optional[float] = None
+        ctype = response.headers.get("content-type", "")
+        self.is_sse = "text/event-stream" in ctype.lower() or not ctype
+        self.watchdog = Watchdog(settings.idle_timeout if self.is_sse else None, deadline)
+
+    def events(self) -> Iterator:
+        raw = self.response.raw
+        self.watchdog.start(_socket_of(raw))
+        try:
+            if not self.is_sse:
+                yield from self._plain_json(raw)
+                return
+            while True:
+                data = self._read(raw)
+                if not data:
+                    break
+                for sse_event in self.sse.feed(data):
+                    self.watchdog.data_seen()
+                    for ev in self.decoder.feed_event(sse_event):
+                        if self.first_token_at is None:
+                            self.first_token_at = time.monotonic()
+                        yield ev
+                    if self.decoder.done:
+                        return
+            self.sse.close()
+            self._check_watchdog()
+        finally:
+            self.watchdog.stop()
+
+    def _plain_json(self, raw):
+        """A 200 that is plain JSON instead of SSE is a valid non-streamed answer (PROTOCOL.md §2)."""
+        pieces = []
+        while True:
+            data = self._read(raw)
+            if not data:
+                break
+            pieces.append(data)
+        self._check_watchdog()
+        body = b"".join(pieces)
+        try:
+            parsed = json.loads(body.decode("utf-8", errors="replace"))
+        except ValueError:
+            raise StreamError("the server sent a response that is neither SSE nor JSON: "
+                              + snippet(body.decode("utf-8", errors="replace")))
+        if not isinstance(parsed, dict):
+            raise StreamError("the server sent unexpected JSON: " + snippet(json.dumps(parsed)))
+        result = decode_non_streamed(parsed)
+        self.decoder = _ReplayedDecoder(result)
+        self.first_token_at = time.monotonic()
+        yield from self.decoder.replay_events()
+
+    def _read(self, raw) -> bytes:
+        import urllib3.exceptions as ue
+
+        try:
+            data = raw.read1(READ_SIZE)
+        except ue.ReadTimeoutError:
+            raise TimeoutExpired(self._elapsed_msg(
+                f"no data from the server for {self.settings.read_timeout:g} s (read timeout)"))
+        except ue.ProtocolError as exc:
+            self._check_watchdog()
+            inner = exc.args[1] if len(exc.args) > 1 else exc
+            if isinstance(inner, (ConnectionResetError, BrokenPipeError)):
+                raise NetworkError(self._elapsed_msg("the connection was reset by the server"))
+            raise StreamError(self._elapsed_msg("the response was cut off before it ended"))
+        except (OSError, ue.HTTPError) as exc:
+            self._check_watchdog()
+            raise NetworkError(self._elapsed_msg(f"reading the response failed: {exc}"))
+        if data:
+            self.bytes_read += len(data)
+            if self.recorder is not None:
+                self.recorder.response_bytes(data)
+        else:
+            self._check_watchdog()
+        return data
+
+    def _check_watchdog(self):
+        if self.watchdog.expired == "idle":
+            raise TimeoutExpired(self._elapsed_msg(
+                f"no data event for {self.settings.idle_timeout:g} s (idle timeout)"))
+        if self.watchdog.expired == "max_time":
+            raise TimeoutExpired(self._elapsed_msg(f"the run took longer than --max-time {self.settings.max_time:g} s"))
+
+    def _elapsed_msg(self, msg):
+        secs = time.monotonic() - self.started
+        return f"{msg}; after {secs:.1f} s and {self.bytes_read} bytes"
+
+    def close(self):
+        self.watchdog.stop()
+        try:
+            self.response.close()
+        except Exception:  # closing must never mask the real error
+            pass
+
+
+class _ReplayedDecoder:
+    """Stands in for StreamDecoder when the answer came whole (non-streamed)."""
+
+    def __init__(self, result):
+        self.result = result
+        self.done = True
+
+    def replay_events(self):
+        from .stream import FinishReason, ReasoningDelta, TextDelta, UsageUpdate
+
+        if self.result.reasoning:
+            yield ReasoningDelta(self.result.reasoning)
+        if self.result.content:
+            yield TextDelta(self.result.content)
+        if self.result.usage:
+            yield UsageUpdate(self.result.usage)
+        if self.result.finish_reason:
+            yield FinishReason(self.result.finish_reason)
+
+    def finish(self):
+        return self.result
+
+    def partial_result(self):
+        return self.result
+
+
+class HTTPTransport:
+    def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None):
+        import requests
+
+        self.settings = settings
+        self.recorder = recorder
+        self.run_deadline = run_deadline
+        self.session = requests.Session()
+        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+
+    def headers(self) -> dict:
+        h = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json",
+             "User-Agent": "llmcli/0.1"}
+        h.update(dict(self.settings.headers))
+        if self.settings.api_key:
+            h["Authorization"] = f"Bearer {self.settings.api_key}"
+        return h
+
+    def open(self, body: dict) -> Iterator:
+        """Yield Retrying notices, then exactly one Exchange (or raise)."""
+        import requests
+
+        s = self.settings
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = self.headers()
+        if self.recorder is not None:
+            self.recorder.request(self.url, redact_headers(headers), body)
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            read_timeout = s.read_timeout
+            if self.run_deadline is not None:
+                left = self.run_deadline - started
+                if left <= 0:
+                    raise TimeoutExpired(f"the run took longer than --max-time {s.max_time:g} s")
+                read_timeout = min(read_timeout, left)
+            retry_reason, retry_after, final_error = None, None, None
+            try:
+                resp = self.session.post(
+                    self.url, data=payload, headers=headers, stream=True,
+                    timeout=(s.connect_timeout, read_timeout),
+                    verify=s.ca_bundle if s.ca_bundle else True,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise NetworkError(f"TLS error talking to {self._host()}: {_reason(exc)} "
+                                   "(use --ca-bundle FILE or REQUESTS_CA_BUNDLE for a private CA)")
+            except requests.exceptions.ConnectTimeout:
+                final_error = TimeoutExpired(f"connecting to {self._host()} timed out after {s.connect_timeout:g} s")
+                retry_reason = "connect timeout"
+            except requests.exceptions.ReadTimeout:
+                final_error = TimeoutExpired(
+                    f"{self._host()} accepted the connection but sent no response within {read_timeout:g} s")
+                retry_reason = "no response (read timeout)"
+            except requests.exceptions.ProxyError as exc:
+                raise NetworkError(f"proxy error: {_reason(exc)}")
+            except requests.exceptions.ConnectionError as exc:
+                final_error = NetworkError(_connection_message(exc, self._host()))
+                retry_reason = final_error.args[0]
+            else:
+                if self.recorder is not None:
+                    self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
+                if 200 <= resp.status_code < 300:
+                    yield Exchange(resp, s, started, self.run_deadline, self.recorder)
+                    return
+                final_error = self._http_error(resp)
+                retry_reason, retry_after = self._should_retry(resp, final_error)
+            if retry_reason is None or attempt > s.retries:
+                raise final_error
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            delay = min(delay, s.retry_max_delay)
+            if self.run_deadline is not None and time.monotonic() + delay >= self.run_deadline:
+                raise final_error
+            yield Retrying(attempt, delay, retry_reason)
+            time.sleep(delay)
+
+    def _host(self):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return parts.netloc or self.url
+
+    def _backoff(self, attempt):
+        base = self.settings.retry_base_delay * (2 ** (attempt - 1))
+        return base * random.uniform(0.8, 1.2)  # jitter, so many clients do not retry in lockstep
+
+    def _http_error(self, resp) -> HTTPError:
+        try:
+            body = resp.raw.read(ERROR_BODY_LIMIT, decode_content=True) or b""
+        except Exception:
+            body = b""
+        finally:
+            resp.close()
+        if self.recorder is not None:
+            self.recorder.response_bytes(body)
+        message, code = error_message_from_body(body, resp.headers.get("content-type", ""))
+        reason = resp.reason or ""
+        text = f"HTTP {resp.status_code}{' ' + reason if reason else ''} from {self._host()}: {message}"
+        if resp.status_code == 401:
+            text += " (check the API key: --api-key, LLMCLI_API_KEY or the provider's key variable)"
+        elif resp.status_code == 404:
+            text += f" (is the base URL right? requests go to {self.url})"
+        return HTTPError(text, status=resp.status_code, body=body, code=code)
+
+    def _should_retry(self, resp, error: HTTPError):
+        override = (resp.headers.get("x-should-retry") or "").strip().lower()
+        if override == "false":
+            return None, None
+        if error.code == "insufficient_quota" or "insufficient_quota" in (error.body or b"").decode("utf-8", "replace"):
+            return None, None  # a 429 for an empty balance does not get better by waiting
+        if override == "true" or resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
+            return f"HTTP {resp.status_code} {snippet(str(error.args[0]).split(': ', 1)[-1], 60)}", parse_retry_after(resp.headers)
+        return None, None
+
+
+def _reason(exc) -> str:
+    text = str(exc)
+    for marker in ("certificate verify failed", "wrong version number", "handshake failure"):
+        if marker in text.lower():
+            return marker
+    return snippet(text, 160)
+
+
+def _connection_message(exc, host) -> str:
+    text = str(exc)
+    low = text.lower()
+    if "name or service not known" in low or "nodename nor servname" in low or "failed to resolve" in low \
+            or "temporary failure in name resolution" in low or "no address associated" in low:
+        return f"cannot resolve host {host.split(':')[0]!r} (DNS lookup failed)"
+    if "connection refused" in low or "errno 111" in low:
+        return f"cannot connect to {host}: connection refused (is the server running?)"
+    if "reset" in low:
+        return f"the connection to {host} was reset"
+    if "remotedisconnected" in low or "remote end closed" in low:
+        return f"{host} closed the connection without answering"
+    return f"cannot connect to {host}: {snippet(text, 160)}"

@@ -1,0 +1,537 @@
+"""Configuration: YAML file + environment + flags → one frozen `Settings`.
+
+Precedence lives in exactly one place, `resolve_settings`: flag > environment > config file >
+provider preset > built-in default. Every resolved value remembers where it came from, so that
+`llmcli config show` can say so. API keys are held as `Secret` so that they never print by accident.
+"""
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .errors import ConfigError
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 120.0
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_TOOL_ROUNDS = 10
+DEFAULT_MAX_INPUT_BYTES = 2_000_000  # warn above this much prompt text
+
+ENV_PREFIX = "LLMCLI_"
+
+
+@dataclass(frozen=True)
+class Preset:
+    base_url: str
+    key_env: Optional[str] = None
+    model: Optional[str] = None
+    headers: Tuple[Tuple[str, str], ...] = ()
+    needs_key: bool = True
+
+
+# Providers usable by name with only their key in the environment (issue 7). Local servers need no key.
+PRESETS: Dict[str, Preset] = {
+    "openrouter": Preset(
+        "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "openrouter/auto",
+        # OpenRouter's app attribution headers.
+        (("HTTP-Referer", "https://github.com/llmcli/llmcli"), ("X-Title", "llmcli")),
+    ),
+    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
+    "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", "llama-3.3-70b-versatile"),
+    "deepseek": Preset("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat"),
+    "mistral": Preset("https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral-small-latest"),
+    "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY",
+                       "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    "fireworks": Preset("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
+                        "accounts/fireworks/models/llama-v3p1-8b-instruct"),
+    "gemini": Preset("https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY",
+                     "gemini-2.0-flash"),
+    "ollama": Preset("http://127.0.0.1:11434/v1", None, None, needs_key=False),
+    "llamacpp": Preset("http://127.0.0.1:8080/v1", None, None, needs_key=False),
+    "vllm": Preset("http://127.0.0.1:8000/v1", None, None, needs_key=False),
+    "lmstudio": Preset("http://127.0.0.1:1234/v1", None, None, needs_key=False),
+}
+PRESET_ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "lm-studio": "lmstudio"}
+
+LOCAL_PROVIDER = "local"
+
+# Keys the config file may hold; anything else gets a warning (a typo should not pass silently).
+KNOWN_TOP_KEYS = {
+    "default_provider", "provider", "model", "providers", "aliases", "options", "system",
+    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+}
+KNOWN_PROVIDER_KEYS = {
+    "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
+    "model_path", "n_ctx", "n_threads", "timeouts",
+}
+KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
+KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch"}
+KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
+
+
+class Secret(str):
+    """A str that never shows itself in repr/format (belt and braces against key leaks)."""
+
+    def __repr__(self):
+        return "Secret('***')"
+
+    @property
+    def redacted(self):
+        return redact_key(self)
+
+
+def redact_key(key: Optional[str]) -> str:
+    if not key:
+        return ""
+    if len(key) <= 8:
+        return "***"
+    return key[:3] + "…" + key[-2:]
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[Secret] = None
+    model: Optional[str] = None
+    headers: Tuple[Tuple[str, str], ...] = ()
+    options: Tuple[Tuple[str, Any], ...] = ()
+    system: Optional[str] = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_time: Optional[float] = None
+    retries: int = DEFAULT_RETRIES
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 30.0
+    ca_bundle: Optional[str] = None
+    debug: bool = False
+    tools: Tuple[str, ...] = ()
+    confirm_tools: bool = False
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
+    allow_private_urls: bool = False
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    chat: Tuple[Tuple[str, Any], ...] = ()
+    local: Tuple[Tuple[str, Any], ...] = ()
+    config_path: Optional[str] = None
+    home: Optional[str] = None
+    sources: Tuple[Tuple[str, str], ...] = ()  # setting name → where its value came from
+    warnings: Tuple[str, ...] = ()
+
+    @property
+    def is_local(self):
+        return self.provider == LOCAL_PROVIDER
+
+    def option_dict(self):
+        return dict(self.options)
+
+    def source_of(self, name):
+        return dict(self.sources).get(name, "default")
+
+    def with_changes(self, **changes):
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# paths
+
+
+def home_dir(env: Mapping[str, str] = os.environ) -> str:
+    """The data dir: LLMCLI_HOME, else $XDG_DATA_HOME/llmcli, else ~/.local/share/llmcli."""
+    if env.get("LLMCLI_HOME"):
+        return env["LLMCLI_HOME"]
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "llmcli")
+
+
+def config_path(env: Mapping[str, str] = os.environ, flag: Optional[str] = None) -> str:
+    """The config file: --config, else LLMCLI_CONFIG, else $XDG_CONFIG_HOME/llmcli/config.yaml."""
+    if flag:
+        return flag
+    if env.get("LLMCLI_CONFIG"):
+        return env["LLMCLI_CONFIG"]
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "llmcli", "config.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# the file
+
+
+def load_config_file(path: str, required: bool = False) -> Tuple[dict, List[str]]:
+    """Read and validate the YAML config; returns (data, warnings). Missing file → {} unless required."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file not found: {path}")
+        return {}, []
+    except IsADirectoryError:
+        raise ConfigError(f"config file is a directory: {path}")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}")
+    import yaml
+
+    try:
+        data = yaml.safe_load(raw.decode("utf-8", errors="replace"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML in {where}: {problem}")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of settings, not {type(data).__name__}")
+    return data, _check_keys(data, path)
+
+
+def _check_keys(data: dict, path: str) -> List[str]:
+    warnings = []
+
+    def check(mapping, known, where):
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{path}: '{where}' must be a mapping")
+        for key in mapping:
+            if key not in known:
+                warnings.append(f"{path}: unknown config key '{where + '.' if where else ''}{key}' (ignored)")
+
+    check(data, KNOWN_TOP_KEYS, "")
+    for name, prov in (data.get("providers") or {}).items():
+        check(prov or {}, KNOWN_PROVIDER_KEYS, f"providers.{name}")
+    if "timeouts" in data:
+        check(data["timeouts"] or {}, KNOWN_TIMEOUT_KEYS, "timeouts")
+    if "tools" in data:
+        check(data["tools"] or {}, KNOWN_TOOLS_KEYS, "tools")
+    if "chat" in data:
+        check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    return warnings
+
+
+def _permission_warning(path: str, data: dict) -> Optional[str]:
+    """A config file holding a literal key should not be readable by other users (issue 7)."""
+    has_literal = any(isinstance(p, dict) and p.get("api_key") for p in (data.get("providers") or {}).values())
+    tools = data.get("tools") or {}
+    has_literal = has_literal or bool((tools.get("web_search") or {}).get("brave_api_key"))
+    if not has_literal or sys.platform.startswith("win"):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return f"{path} contains an API key and is readable by other users; run: chmod 600 {path}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# resolution
+
+
+def _float(value, name, source):
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r} (from {source})")
+    if result <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
+    return result
+
+
+def _int(value, name, source, minimum=0):
+    try:
+        result = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {value!r} (from {source})")
+    if result < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value!r} (from {source})")
+    return result
+
+
+def _bool_env(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def canonical_provider(name: str) -> str:
+    return PRESET_ALIASES.get(name, name)
+
+
+def known_provider_names(data: dict) -> List[str]:
+    names = list((data.get("providers") or {}).keys())
+    names += [n for n in PRESETS if n not in names]
+    if LOCAL_PROVIDER not in names:
+        names.append(LOCAL_PROVIDER)
+    return names
+
+
+def run_key_command(cmd: str, provider: str) -> str:
+    """api_key_cmd: a shell command (a password manager, say) whose stdout is the key."""
+    try:
+        proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"api_key_cmd for provider '{provider}' took longer than 30 s")
+    if proc.returncode != 0:
+        raise ConfigError(f"api_key_cmd for provider '{provider}' failed with exit code {proc.returncode}")
+    key = proc.stdout.strip()
+    if not key:
+        raise ConfigError(f"api_key_cmd for provider '{provider}' printed nothing")
+    return key
+
+
+def local_provider_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
+    """The one place where precedence is decided: flag > env > config file > preset > default.
+
+    `flags` holds only what the user actually passed (None means not given).
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None and v != () and v != []}
+    env = os.environ if env is None else env
+    sources: Dict[str, str] = {}
+    path = config_path(env, flags.get("config"))
+    data, warnings = load_config_file(path, required=bool(flags.get("config")))
+    perm = _permission_warning(path, data)
+    if perm:
+        warnings.append(perm)
+    file_src = f"config file {path}"
+    providers_cfg = data.get("providers") or {}
+
+    # -- which provider ------------------------------------------------------------------------
+    model = flags.get("model")
+    model_src = "--model flag" if model else None
+    if not model and env.get("LLMCLI_MODEL"):
+        model, model_src = env["LLMCLI_MODEL"], "LLMCLI_MODEL"
+    aliases = data.get("aliases") or {}
+    if model and model in aliases:
+        model = str(aliases[model])
+        model_src = f"{model_src} (alias)"
+
+    base_url_flag = flags.get("base_url") or None
+    base_url_env = env.get("LLMCLI_BASE_URL") or None
+    provider = flags.get("provider")
+    provider_src = "--provider flag" if provider else None
+    default_provider, default_src = None, None
+    if env.get("LLMCLI_PROVIDER"):
+        default_provider, default_src = env["LLMCLI_PROVIDER"], "LLMCLI_PROVIDER"
+    elif data.get("default_provider") or data.get("provider"):
+        default_provider, default_src = str(data.get("default_provider") or data.get("provider")), file_src
+    if provider is None and model and "/" in model:
+        # `-m provider/model` picks the provider where that is unambiguous (issue 7): the prefix names
+        # a provider and either no default provider is set or the prefix is one the user configured.
+        # Otherwise the whole string is the model id (OpenRouter's "openai/gpt-4o" stays intact).
+        prefix, rest = model.split("/", 1)
+        prefix_c = canonical_provider(prefix)
+        known = prefix_c in PRESETS or prefix_c == LOCAL_PROVIDER or prefix_c in providers_cfg
+        if known and (default_provider is None or prefix_c in providers_cfg):
+            provider, provider_src = prefix_c, f"{model_src} (provider/model)"
+            model = rest
+    if provider is None and default_provider and not (base_url_flag or (base_url_env and default_src == file_src)):
+        provider, provider_src = default_provider, default_src
+    if provider is None and not base_url_flag and not base_url_env:
+        present = [name for name, p in PRESETS.items() if p.key_env and env.get(p.key_env)]
+        if len(present) == 1:
+            provider, provider_src = present[0], f"{PRESETS[present[0]].key_env} is set"
+        elif len(present) > 1:
+            warnings.append(
+                "several provider keys are set (" + ", ".join(PRESETS[p].key_env for p in present)
+                + "); pick one with -p/--provider or default_provider in the config file"
+            )
+    if provider is not None:
+        provider = canonical_provider(str(provider))
+    if provider is None and not base_url_flag and not base_url_env:
+        provider, provider_src = LOCAL_PROVIDER, "default (no provider configured)"
+    if provider:
+        sources["provider"] = provider_src or "default"
+
+    prov_cfg = providers_cfg.get(provider) if provider else None
+    if provider and prov_cfg is None and provider not in PRESETS and provider != LOCAL_PROVIDER:
+        known = ", ".join(known_provider_names(data))
+        raise ConfigError(f"unknown provider '{provider}' (known: {known})")
+    prov_cfg = prov_cfg or {}
+    preset = PRESETS.get(provider) if provider else None
+
+    # -- base URL ------------------------------------------------------------------------------
+    base_url = None
+    for value, src in ((base_url_flag, "--base-url flag"), (base_url_env, "LLMCLI_BASE_URL"),
+                       (prov_cfg.get("base_url"), file_src), (preset.base_url if preset else None, f"preset {provider}")):
+        if value:
+            base_url, sources["base_url"] = str(value), src
+            break
+    if base_url and provider == LOCAL_PROVIDER and sources.get("base_url") in ("--base-url flag", "LLMCLI_BASE_URL"):
+        provider, sources["provider"] = None, sources["base_url"]
+    if base_url:
+        base_url = normalise_base_url(base_url, sources["base_url"])
+
+    # -- API key -------------------------------------------------------------------------------
+    api_key = None
+    if flags.get("api_key"):
+        api_key, sources["api_key"] = flags["api_key"], "--api-key flag"
+    elif env.get("LLMCLI_API_KEY"):
+        api_key, sources["api_key"] = env["LLMCLI_API_KEY"], "LLMCLI_API_KEY"
+    elif prov_cfg.get("api_key"):
+        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
+    elif prov_cfg.get("api_key_env"):
+        name = str(prov_cfg["api_key_env"])
+        if env.get(name):
+            api_key, sources["api_key"] = env[name], name
+    elif prov_cfg.get("api_key_cmd"):
+        api_key, sources["api_key"] = run_key_command(str(prov_cfg["api_key_cmd"]), provider), "api_key_cmd"
+    if api_key is None and preset and preset.key_env and env.get(preset.key_env):
+        api_key, sources["api_key"] = env[preset.key_env], preset.key_env
+
+    # -- model ---------------------------------------------------------------------------------
+    if not model:
+        for value, src in ((prov_cfg.get("model"), file_src), (data.get("model"), file_src),
+                           (preset.model if preset else None, f"preset {provider}")):
+            if value:
+                model, model_src = str(value), src
+                break
+        if model and model in aliases:
+            model = str(aliases[model])
+    if model:
+        sources["model"] = model_src or "default"
+
+    # -- headers and options -------------------------------------------------------------------
+    headers: Dict[str, str] = dict(preset.headers) if preset else {}
+    for k, v in (prov_cfg.get("headers") or {}).items():
+        headers[str(k)] = str(v)
+    options: Dict[str, Any] = {}
+    options.update(data.get("options") or {})
+    options.update(prov_cfg.get("options") or {})
+    for key, value in flags.get("options", ()):
+        options[key] = value
+
+    # -- timeouts, retries ---------------------------------------------------------------------
+    timeouts = dict(data.get("timeouts") or {})
+    timeouts.update(prov_cfg.get("timeouts") or {})
+
+    def pick(flag_name, env_name, file_value, default, convert, label):
+        if flags.get(flag_name) is not None:
+            sources[label] = f"--{flag_name.replace('_', '-')} flag"
+            return convert(flags[flag_name], label, sources[label])
+        if env.get(env_name):
+            sources[label] = env_name
+            return convert(env[env_name], label, env_name)
+        if file_value is not None:
+            sources[label] = file_src
+            return convert(file_value, label, file_src)
+        return default
+
+    connect_timeout = pick("connect_timeout", "LLMCLI_CONNECT_TIMEOUT", timeouts.get("connect"),
+                           DEFAULT_CONNECT_TIMEOUT, _float, "connect_timeout")
+    read_timeout = pick("timeout", "LLMCLI_TIMEOUT", timeouts.get("read"), DEFAULT_READ_TIMEOUT, _float, "timeout")
+    idle_timeout = pick("idle_timeout", "LLMCLI_IDLE_TIMEOUT", timeouts.get("idle"),
+                        DEFAULT_IDLE_TIMEOUT, _float, "idle_timeout")
+    max_time = pick("max_time", "LLMCLI_MAX_TIME", timeouts.get("max_time"), None, _float, "max_time")
+    retries = pick("retries", "LLMCLI_RETRIES", data.get("retries"), DEFAULT_RETRIES,
+                   lambda v, n, s: _int(v, n, s, 0), "retries")
+    retry_base_delay = _float(env.get("LLMCLI_RETRY_BASE_DELAY") or 0.5, "LLMCLI_RETRY_BASE_DELAY", "environment")
+
+    # -- tools ---------------------------------------------------------------------------------
+    tools_cfg = data.get("tools") or {}
+    if flags.get("no_tools"):
+        tools: Tuple[str, ...] = ()
+    elif flags.get("all_tools"):
+        tools = ("web_search", "web_fetch")
+    elif flags.get("tools"):
+        tools = tuple(dict.fromkeys(flags["tools"]))
+    else:
+        enabled = tools_cfg.get("enabled") or ()
+        if enabled in (True, "all"):
+            enabled = ("web_search", "web_fetch")
+        if isinstance(enabled, str):
+            enabled = (enabled,)
+        tools = tuple(str(t) for t in enabled)
+    max_rounds = pick("max_tool_rounds", "LLMCLI_MAX_TOOL_ROUNDS", tools_cfg.get("max_rounds"),
+                      DEFAULT_MAX_TOOL_ROUNDS, lambda v, n, s: _int(v, n, s, 1), "max_tool_rounds")
+    confirm = bool(flags.get("confirm_tools") or tools_cfg.get("confirm"))
+    fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
+    allow_private = bool(flags.get("allow_private_urls") or fetch_cfg.get("allow_private")
+                         or _bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")))
+    search_cfg = dict(tools_cfg.get("web_search") or {})
+    if not search_cfg.get("brave_api_key") and env.get("BRAVE_API_KEY"):
+        search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
+    if env.get("LLMCLI_SEARXNG_URL"):
+        search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
+
+    debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", "")) or data.get("debug"))
+    ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
+    system = flags.get("system") if flags.get("system") is not None else data.get("system")
+    max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
+                     DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
+    local_cfg = dict(data.get("local") or {})
+    if provider == LOCAL_PROVIDER:
+        local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
+
+    return Settings(
+        provider=provider,
+        base_url=base_url,
+        api_key=Secret(api_key) if api_key else None,
+        model=model,
+        headers=tuple(headers.items()),
+        options=tuple(options.items()),
+        system=system,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        idle_timeout=idle_timeout,
+        max_time=max_time,
+        retries=retries,
+        retry_base_delay=retry_base_delay,
+        ca_bundle=ca_bundle,
+        debug=debug,
+        tools=tools,
+        confirm_tools=confirm,
+        max_tool_rounds=max_rounds,
+        tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg)),
+        allow_private_urls=allow_private,
+        max_input_bytes=max_input,
+        chat=tuple((data.get("chat") or {}).items()),
+        local=tuple(local_cfg.items()),
+        config_path=path,
+        home=home_dir(env),
+        sources=tuple(sources.items()),
+        warnings=tuple(warnings),
+    )
+
+
+def normalise_base_url(url: str, source: str) -> str:
+    url = url.strip()
+    if "://" not in url:
+        raise ConfigError(
+            f"base URL {url!r} (from {source}) has no scheme; use e.g. http://{url} or https://{url}"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"base URL {url!r} (from {source}) must start with http:// or https://")
+    url = url.rstrip("/")
+    # Accept a full endpoint pasted by mistake.
+    if url.endswith("/chat/completions"):
+        url = url[: -len("/chat/completions")]
+    return url
+
+
+def parse_option_value(value: str):
+    """-o KEY VALUE: numbers, booleans, null and JSON lists/objects become typed; the rest stays text."""
+    import json
+
+    text = value.strip()
+    if text == "":
+        return value
+    try:
+        return json.loads(text)
+    except ValueError:
+        return value

@@ -1,0 +1,259 @@
+"""Renderers: text, --json and --jsonl, over file objects they are given. Chosen once, at the top.
+
+stdout carries only the answer (or exactly one JSON document, or JSON lines); everything else goes to
+stderr. On a terminal every delta is flushed; in a pipe output is buffered and flushed at line ends
+(and at least every 100 ms), so `llmcli ask … | other` still streams without a syscall per token.
+"""
+
+import json
+import os
+import time
+from typing import Optional
+
+from .chat import ToolFinished, ToolStarted, TurnDone, Warning_, describe_arguments, tool_calls_summary
+from .client import Retrying
+from .errors import LLMCliError
+from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, UsageUpdate
+
+DIM = "\x1b[2m"
+YELLOW = "\x1b[33m"
+RED = "\x1b[31m"
+RESET = "\x1b[0m"
+PIPE_FLUSH_INTERVAL = 0.1
+
+
+def color_enabled(stream, env=os.environ) -> bool:
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Diagnostics:
+    """Lines on stderr: `llmcli: warning: …`, dim notes, retries."""
+
+    def __init__(self, err, color: bool):
+        self.err = err
+        self.color = color
+
+    def _line(self, text, style=""):
+        if self.color and style:
+            text = f"{style}{text}{RESET}"
+        try:
+            self.err.write(text + "\n")
+            self.err.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def warning(self, message):
+        self._line(f"llmcli: warning: {message}", YELLOW)
+
+    def error(self, message):
+        self._line(f"llmcli: error: {message}", RED)
+
+    def note(self, message):
+        self._line(message, DIM)
+
+    def retry(self, ev):
+        self._line(f"llmcli: retrying in {ev.delay:.1f} s: {ev.reason}", YELLOW)
+
+    def tool(self, activity):
+        call = activity.call
+        if activity.error is not None:
+            result = f"error: {activity.error}"
+        else:
+            result = f"{len(activity.output or ''):,} chars"
+        self._line(f"[tool] {call.name}({describe_arguments(call)}) → {result} ({activity.seconds:.1f} s)", DIM)
+
+    def usage(self, usage: Optional[dict], timing: dict):
+        if not usage:
+            return
+        parts = []
+        for key, label in (("prompt_tokens", "in"), ("completion_tokens", "out"), ("total_tokens", "total")):
+            if isinstance(usage.get(key), (int, float)):
+                parts.append(f"{label} {usage[key]:,}")
+        if usage.get("cost") is not None:
+            parts.append(f"cost ${usage['cost']}")
+        parts.append(f"{timing['total_ms'] / 1000:.1f} s")
+        self.note("tokens: " + ", ".join(parts))
+
+
+def finish_warnings(run) -> list:
+    out = []
+    if run.finish_reason == "length":
+        out.append("the answer was cut off at the token limit (finish_reason: length); "
+                   "raise it with -o max_tokens N")
+    elif run.finish_reason == "content_filter":
+        out.append("the provider's content filter stopped the answer (finish_reason: content_filter)")
+    refusal = "".join(run.refusal_parts)
+    if refusal:
+        out.append(f"the model refused: {refusal}")
+    return out
+
+
+def error_dict(error: Optional[LLMCliError]) -> Optional[dict]:
+    if error is None:
+        return None
+    return {"type": error.type_name, "message": str(error)}
+
+
+def run_document(run, error: Optional[LLMCliError]) -> dict:
+    return {
+        "model": run.model,
+        "content": run.content,
+        "reasoning": run.reasoning or None,
+        "refusal": "".join(run.refusal_parts) or None,
+        "finish_reason": run.finish_reason,
+        "tool_calls": tool_calls_summary(run),
+        "usage": run.usage,
+        "timing": run.timing(),
+        "error": error_dict(error),
+    }
+
+
+class TextRenderer:
+    def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, show_reasoning: Optional[bool] = None,
+                 show_usage: bool = False):
+        self.out = out
+        self.out_tty = out_tty
+        self.diag = Diagnostics(err, color and err_tty)
+        self.err = err
+        self.color = color and err_tty
+        self.show_reasoning = err_tty if show_reasoning is None else show_reasoning
+        self.show_usage = show_usage
+        self.last_flush = time.monotonic()
+        self.ends_with_newline = True
+        self.wrote_text = False
+        self.in_reasoning = False
+
+    def handle(self, ev):
+        if isinstance(ev, TextDelta):
+            self._end_reasoning()
+            self._write(ev.text)
+        elif isinstance(ev, ReasoningDelta):
+            if self.show_reasoning:
+                self._reasoning(ev.text)
+        elif isinstance(ev, ToolFinished):
+            self._end_reasoning()
+            self._break_line()
+            self.diag.tool(ev.activity)
+        elif isinstance(ev, TurnDone):
+            self._end_reasoning()
+            if ev.turn.tool_calls:
+                self._break_line()
+        elif isinstance(ev, Warning_):
+            self._break_line()
+            self.diag.warning(ev.message)
+        elif isinstance(ev, Retrying):
+            self.diag.retry(ev)
+        # RefusalDelta, UsageUpdate, FinishReason, ToolStarted: reported at the end / by ToolFinished
+
+    def _write(self, text):
+        if not text:
+            return
+        self.out.write(text)
+        self.wrote_text = True
+        self.ends_with_newline = text.endswith("\n")
+        now = time.monotonic()
+        if self.out_tty or "\n" in text or now - self.last_flush >= PIPE_FLUSH_INTERVAL:
+            self.out.flush()
+            self.last_flush = now
+
+    def _reasoning(self, text):
+        if not self.in_reasoning:
+            self.in_reasoning = True
+            if self.color:
+                self.err.write(DIM)
+        self.err.write(text)
+        self.err.flush()
+
+    def _end_reasoning(self):
+        if self.in_reasoning:
+            self.in_reasoning = False
+            self.err.write((RESET if self.color else "") + "\n")
+            self.err.flush()
+
+    def _break_line(self):
+        if self.wrote_text and not self.ends_with_newline:
+            self._write("\n")
+
+    def finish(self, run, error: Optional[LLMCliError]):
+        self._end_reasoning()
+        if self.wrote_text and not self.ends_with_newline:
+            self.out.write("\n")
+            self.ends_with_newline = True
+        self.out.flush()
+        for message in finish_warnings(run):
+            self.diag.warning(message)
+        if self.show_usage:
+            self.diag.usage(run.usage, run.timing())
+
+
+class JSONRenderer:
+    """Exactly one JSON document on stdout at the end — also when the run failed."""
+
+    def __init__(self, out, err, err_tty: bool, color: bool):
+        self.out = out
+        self.diag = Diagnostics(err, color and err_tty)
+
+    def handle(self, ev):
+        if isinstance(ev, ToolFinished):
+            self.diag.tool(ev.activity)
+        elif isinstance(ev, Warning_):
+            self.diag.warning(ev.message)
+        elif isinstance(ev, Retrying):
+            self.diag.retry(ev)
+
+    def finish(self, run, error):
+        for message in finish_warnings(run):
+            self.diag.warning(message)
+        self.out.write(json.dumps(run_document(run, error), ensure_ascii=False, indent=2) + "\n")
+        self.out.flush()
+
+
+class JSONLRenderer:
+    """One JSON event per line, as things happen, for programs that stream."""
+
+    def __init__(self, out, err, err_tty: bool, color: bool):
+        self.out = out
+        self.diag = Diagnostics(err, color and err_tty)
+
+    def _emit(self, obj):
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def handle(self, ev):
+        if isinstance(ev, TextDelta):
+            self._emit({"type": "text", "text": ev.text})
+        elif isinstance(ev, ReasoningDelta):
+            self._emit({"type": "reasoning", "text": ev.text})
+        elif isinstance(ev, RefusalDelta):
+            self._emit({"type": "refusal", "text": ev.text})
+        elif isinstance(ev, UsageUpdate):
+            self._emit({"type": "usage", "usage": ev.usage})
+        elif isinstance(ev, FinishReason):
+            self._emit({"type": "finish", "finish_reason": ev.reason})
+        elif isinstance(ev, ToolStarted):
+            c = ev.activity.call
+            self._emit({"type": "tool_call", "id": c.id, "name": c.name,
+                        "arguments": c.arguments if c.arguments is not None else c.arguments_raw})
+        elif isinstance(ev, ToolFinished):
+            self.diag.tool(ev.activity)
+            self._emit({"type": "tool_result", **ev.activity.to_dict()})
+        elif isinstance(ev, Warning_):
+            self._emit({"type": "warning", "message": ev.message})
+        elif isinstance(ev, Retrying):
+            self.diag.retry(ev)
+            self._emit({"type": "retry", "attempt": ev.attempt, "delay": round(ev.delay, 3), "reason": ev.reason})
+
+    def finish(self, run, error):
+        for message in finish_warnings(run):
+            self.diag.warning(message)
+        doc = run_document(run, error)
+        if error is None:
+            self._emit({"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
+                        "timing": doc["timing"], "model": doc["model"]})
+        else:
+            self._emit({"type": "error", "error": doc["error"], "timing": doc["timing"]})

@@ -1,0 +1,81 @@
+"""Debug records: the request body and the raw response bytes of a failed run, saved for `llmcli replay`.
+
+Secrets never reach a record: request headers are redacted before they get here, and the body of a
+chat request holds no key.
+"""
+
+import base64
+import json
+import os
+import time
+from typing import List, Optional
+
+
+class Recorder:
+    def __init__(self):
+        self.url: Optional[str] = None
+        self.request_headers: dict = {}
+        self.request_body: Optional[dict] = None
+        self.status: Optional[int] = None
+        self.response_headers: dict = {}
+        self.chunks: List[bytes] = []
+        self.exchanges: List[dict] = []
+
+    def request(self, url, headers, body):
+        self._flush()
+        self.url, self.request_headers, self.request_body = url, headers, body
+
+    def response_head(self, status, headers):
+        # A retried attempt replaces the previous head; the body bytes belong to the last attempt.
+        self.status, self.response_headers, self.chunks = status, dict(headers), []
+
+    def response_bytes(self, data: bytes):
+        self.chunks.append(data)
+
+    def _flush(self):
+        if self.url is not None:
+            self.exchanges.append(self._exchange())
+        self.url, self.chunks = None, []
+
+    def _exchange(self):
+        body = b"".join(self.chunks)
+        return {
+            "url": self.url,
+            "request_headers": self.request_headers,
+            "request_body": self.request_body,
+            "status": self.status,
+            "response_headers": self.response_headers,
+            "response_body_b64": base64.b64encode(body).decode("ascii"),
+            "response_chunk_sizes": [len(c) for c in self.chunks],
+        }
+
+    def save(self, home: str, error: Optional[str]) -> str:
+        self._flush()
+        directory = os.path.join(home, "debug")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, time.strftime("failure-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"llmcli_debug_record": 1, "error": error, "exchanges": self.exchanges}, fh, indent=2)
+        os.chmod(path, 0o600)
+        return path
+
+
+def load_record(path: str):
+    """(request_body, response bytes, response headers) of the last exchange in a record, or of a raw
+    SSE capture file (anything that is not a debug record is replayed as raw response bytes)."""
+    from .errors import InputError
+    from .history import read_file_bytes
+
+    raw = read_file_bytes(path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and data.get("llmcli_debug_record"):
+        exchanges = data.get("exchanges") or []
+        if not exchanges:
+            raise InputError(f"{path}: the debug record holds no exchange")
+        last = exchanges[-1]
+        return last.get("request_body"), base64.b64decode(last.get("response_body_b64") or ""), \
+            last.get("response_headers") or {}
+    return None, raw, {}

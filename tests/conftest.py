@@ -1,0 +1,75 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from localserver import LocalServer  # noqa: E402
+
+# Real keys and settings from the developer's shell must never reach a test.
+_CLEARED_PREFIXES = ("LLMCLI_",)
+_CLEARED = {
+    "OPENAI_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY",
+    "TOGETHER_API_KEY", "FIREWORKS_API_KEY", "GEMINI_API_KEY", "BRAVE_API_KEY", "NO_COLOR",
+    "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    for name in list(os.environ):
+        if name in _CLEARED or name.startswith(_CLEARED_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "llmcli-home"
+    monkeypatch.setenv("LLMCLI_HOME", str(home))
+    monkeypatch.setenv("LLMCLI_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    # Fault tests use short, configurable back-off so the suite stays fast.
+    monkeypatch.setenv("LLMCLI_RETRY_BASE_DELAY", "0.01")
+    yield home
+
+
+@pytest.fixture
+def server():
+    srv = LocalServer().start()
+    yield srv
+    srv.stop()
+
+
+class Result:
+    def __init__(self, exit_code, stdout, stderr):
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self):
+        return f"Result(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+def invoke(*args, input=None, env=None):
+    """Run the CLI in-process through the same entry point users get (exit-code mapping included)."""
+    from click.testing import CliRunner
+
+    from llmcli.cli import run_cli
+
+    runner = CliRunner()
+    with runner.isolation(input=input, env=env) as streams:
+        code = run_cli([str(a) for a in args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out, err = streams[0].getvalue(), streams[1].getvalue()
+    return Result(int(code), out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+@pytest.fixture
+def llmcli(server):
+    """invoke() pointed at the local server."""
+
+    def run(*args, **kwargs):
+        return invoke("ask", "--base-url", server.base_url, *args, **kwargs) if args and args[0] != "--raw" \
+            else invoke(*args[1:], **kwargs)
+
+    return run

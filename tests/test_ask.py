@@ -1,0 +1,218 @@
+"""`llmcli ask` end to end against a real local server that writes SSE bytes in chosen pieces."""
+
+import json
+
+import pytest
+
+from conftest import invoke
+from localserver import Reply, chunk, split_three_ways, sse, text_stream
+
+OPENAI_STREAM = text_stream("Hel", "lo, ", "wörld", " 日本", finish="stop",
+                            usage={"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
+
+
+@pytest.mark.parametrize("way", ["as_written", "one_write", "bytewise"])
+def test_text_streams_to_stdout_whatever_the_chunking(server, llmcli, way):
+    server.chat(Reply(pieces=split_three_ways(OPENAI_STREAM)[way]))
+    r = llmcli("hi")
+    assert r.exit_code == 0, r
+    assert r.stdout == "Hello, wörld 日本\n"
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("way", ["as_written", "one_write", "bytewise"])
+def test_json_document(server, llmcli, way):
+    server.chat(Reply(pieces=split_three_ways(OPENAI_STREAM)[way]))
+    r = llmcli("--json", "hi")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "Hello, wörld 日本"
+    assert doc["finish_reason"] == "stop"
+    assert doc["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert doc["model"] == "test-model"
+    assert doc["error"] is None and doc["tool_calls"] == []
+    assert isinstance(doc["timing"]["first_token_ms"], int) and doc["timing"]["total_ms"] >= doc["timing"]["first_token_ms"]
+
+
+def test_request_body_carries_prompt_model_options_and_auth(server, llmcli):
+    server.chat(Reply(pieces=OPENAI_STREAM))
+    r = llmcli("-m", "my-model", "--api-key", "sk-test-123456789", "-s", "be brief",
+               "-o", "temperature", "0.2", "-o", "max_tokens", "50", "-o", "stop", '["x"]', "hello", "there")
+    assert r.exit_code == 0, r
+    req = server.requests[-1]
+    assert req.path == "/v1/chat/completions"
+    assert req.headers["Authorization"] == "Bearer sk-test-123456789"
+    body = req.json
+    assert body["model"] == "my-model"
+    assert body["stream"] is True
+    assert body["temperature"] == 0.2 and body["max_tokens"] == 50 and body["stop"] == ["x"]
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    assert "tools" not in body
+    assert "sk-test-123456789" not in r.stdout + r.stderr
+
+
+def test_stdin_then_blank_line_then_prompt(server, llmcli):
+    server.chat(Reply(pieces=OPENAI_STREAM))
+    r = llmcli("summarise", input="line one\nline two\n")
+    assert r.exit_code == 0, r
+    assert server.requests[-1].json["messages"][-1]["content"] == "line one\nline two\n\nsummarise"
+
+
+def test_files_are_inserted_with_their_names(server, llmcli, tmp_path):
+    f = tmp_path / "notes.md"
+    f.write_text("# Notes\nsome text\n")
+    server.chat(Reply(pieces=OPENAI_STREAM))
+    r = llmcli("-f", str(f), "what is this?")
+    assert r.exit_code == 0, r
+    content = server.requests[-1].json["messages"][-1]["content"]
+    assert content == f"{f}:\n```\n# Notes\nsome text\n```\n\nwhat is this?"
+
+
+def test_history_file_json_yaml_jsonl(server, llmcli, tmp_path):
+    msgs = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": {"query": "w"}}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": "It is sunny."},
+    ]
+    import yaml
+
+    paths = {"h.json": json.dumps(msgs), "h.yaml": yaml.safe_dump(msgs),
+             "h.jsonl": "\n".join(json.dumps(m) for m in msgs)}
+    for name, text in paths.items():
+        (tmp_path / name).write_text(text)
+        server.chat(Reply(pieces=OPENAI_STREAM))
+        r = llmcli("--history", str(tmp_path / name), "and tomorrow?")
+        assert r.exit_code == 0, (name, r)
+        sent = server.requests[-1].json["messages"]
+        assert len(sent) == 5
+        assert sent[1]["tool_calls"][0]["function"]["arguments"] == '{"query": "w"}'
+        assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+        assert sent[-1] == {"role": "user", "content": "and tomorrow?"}
+
+
+def test_jsonl_events(server, llmcli):
+    server.chat(Reply(pieces=OPENAI_STREAM))
+    r = llmcli("--jsonl", "hi")
+    assert r.exit_code == 0, r
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    texts = [e["text"] for e in events if e["type"] == "text"]
+    assert "".join(texts) == "Hello, wörld 日本"
+    assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stop"
+    assert any(e["type"] == "usage" for e in events)
+
+
+def test_no_stream_sends_stream_false_and_prints_the_same(server, llmcli):
+    body = {"id": "x", "model": "m1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
+                                                    "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    server.chat(Reply(pieces=[json.dumps(body).encode()], content_type="application/json", chunked=False))
+    r = llmcli("--no-stream", "--json", "capital?")
+    assert r.exit_code == 0, r
+    assert server.requests[-1].json["stream"] is False
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "Paris." and doc["usage"]["total_tokens"] == 5 and doc["model"] == "m1"
+
+
+def test_reasoning_and_refusal_never_reach_stdout(server, llmcli):
+    pieces = sse(chunk(reasoning_content="thinking…"), chunk("Answer"), chunk(refusal="I can't"), chunk(finish="stop"))
+    server.chat(Reply(pieces=pieces))
+    r = llmcli("--reasoning", "q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "Answer\n"
+    assert "thinking…" in r.stderr
+    assert "llmcli: warning: the model refused: I can't" in r.stderr
+
+
+def test_length_finish_is_success_with_a_warning(server, llmcli):
+    server.chat(Reply(pieces=text_stream("partial", finish="length")))
+    r = llmcli("q")
+    assert r.exit_code == 0
+    assert r.stdout == "partial\n"
+    assert "cut off at the token limit" in r.stderr
+
+
+# -- exit codes ---------------------------------------------------------------------------------
+
+def test_http_401_exit_4_with_server_message(server, llmcli):
+    server.chat(Reply(status=401, pieces=[b'{"error":{"message":"Invalid API key provided","code":"invalid_api_key"}}'],
+                      content_type="application/json", chunked=False))
+    r = llmcli("--api-key", "sk-secret-value-999", "q")
+    assert r.exit_code == 4
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmcli: error: HTTP 401")
+    assert "Invalid API key provided" in lines[0]
+    assert "sk-secret-value-999" not in r.stderr
+
+
+def test_200_json_error_body_is_http_class(server, llmcli):
+    server.chat(Reply(pieces=[b'{"error":{"message":"model not found"}}'], content_type="application/json", chunked=False))
+    r = llmcli("--json", "q")
+    assert r.exit_code == 4
+    doc = json.loads(r.stdout)
+    assert doc["error"]["type"] == "http" and "model not found" in doc["error"]["message"]
+
+
+def test_truncated_stream_exit_5_keeps_text(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hello"), chunk(" wor"), done=False)))
+    r = llmcli("q")
+    assert r.exit_code == 5, r
+    assert r.stdout == "Hello wor\n"
+    assert r.stderr.count("llmcli: error:") == 1
+
+
+def test_truncated_stream_json_still_one_document(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hello"), done=False)))
+    r = llmcli("--json", "q")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "Hello" and doc["error"]["type"] == "stream"
+
+
+def test_in_stream_error_exit_5(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hi"), {"error": {"message": "upstream overloaded", "code": 502}})))
+    r = llmcli("q")
+    assert r.exit_code == 5
+    assert r.stdout == "Hi\n"
+    assert "upstream overloaded" in r.stderr
+
+
+def test_refused_port_exit_6(llmcli):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = invoke("ask", "--base-url", f"http://127.0.0.1:{port}/v1", "--retries", "0", "q")
+    assert r.exit_code == 6
+    assert "connection refused" in r.stderr
+
+
+def test_usage_error_exit_2():
+    r = invoke("ask", "--json", "--jsonl", "q")
+    assert r.exit_code == 2
+
+
+def test_invalid_yaml_config_exit_3_with_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("providers:\n  x:\n    base_url: [unclosed\n")
+    r = invoke("ask", "--config", str(cfg), "q")
+    assert r.exit_code == 3
+    assert str(cfg) + ":" in r.stderr and "invalid YAML" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file_exit_3(server, llmcli, tmp_path):
+    r = llmcli("-f", str(tmp_path / "nope.txt"), "q")
+    assert r.exit_code == 3
+    assert r.stderr.strip() == f"llmcli: error: file not found: {tmp_path / 'nope.txt'}"
+    assert server.requests == []
+
+
+def test_base_url_without_scheme_exit_3():
+    r = invoke("ask", "--base-url", "127.0.0.1:9/v1", "q")
+    assert r.exit_code == 3
+    assert "has no scheme" in r.stderr
