@@ -429,3 +429,40 @@ def _silence_stdout():
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# chat
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@click.argument("message", nargs=-1)
+@connection_options
+@request_options
+@click.option("--vi", "vi_mode", is_flag=True, default=None, help="Vi editing keys (default: emacs; config chat.vi_mode).")
+@click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
+              help="Show reasoning dimmed (toggle in the REPL with /reasoning).  [default: on]")
+def chat(message, vi_mode, show_reasoning, **params):
+    """Interactive chat (REPL) with history, multi-line input, commands and streaming.
+
+    \b
+    Keys: Enter sends; Alt+Enter or Esc Enter inserts a newline (pasted text is one message);
+    Ctrl-R searches history; Tab completes /commands; Ctrl-C stops an answer or clears the line;
+    Ctrl-D exits. Type /help for the commands.
+    """
+    from .errors import UsageError
+
+    if not _isatty(sys.stdin):
+        raise UsageError("chat needs a terminal on stdin; for piped input use: llmcli ask")
+    settings = settings_from_params(params)
+    history = None
+    if params.get("history_file"):
+        from .history import load_history
+
+        history = load_history(params["history_file"])
+    from .repl import run_repl
+
+    code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,
+                    vi_mode=vi_mode, show_reasoning=show_reasoning)
+    if code:
+        raise click.exceptions.Exit(code)
