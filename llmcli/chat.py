@@ -180,10 +180,15 @@ class ChatRun:
 
     def timing(self) -> dict:
         end = self.ended_at or time.monotonic()
-        return {
+        timing = {
             "first_token_ms": None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
             "total_ms": round((end - self.started) * 1000),
         }
+        # Transports may add their own numbers (the local provider: model load time, tokens/second).
+        extra = getattr(self.transport, "timing_info", None)
+        if callable(extra):
+            timing.update(extra() or {})
+        return timing
 
     # -- the loop ----------------------------------------------------------------------------
     def events(self):
