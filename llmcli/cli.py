@@ -275,7 +275,7 @@ def enabled_tools(settings):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=()):
+            pre_warnings=(), transport=None):
     import time
 
     from .chat import ChatRun, make_tool_settings
@@ -305,7 +305,9 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     deadline = time.monotonic() + settings.max_time if settings.max_time else None
     tools = enabled_tools(settings)
     confirm = make_confirm(err) if settings.confirm_tools else None
-    run = ChatRun(make_transport(settings, recorder, deadline), settings, messages, tools=tools,
+    if transport is None:
+        transport = make_transport(settings, recorder, deadline)
+    run = ChatRun(transport, settings, messages, tools=tools,
                   tool_settings=make_tool_settings(settings) if tools else None, confirm=confirm, stream=stream)
     error = None
     try:
@@ -466,3 +468,212 @@ def chat(message, vi_mode, show_reasoning, **params):
                     vi_mode=vi_mode, show_reasoning=show_reasoning)
     if code:
         raise click.exceptions.Exit(code)
+
+
+# --------------------------------------------------------------------------------------------
+# tools, search, fetch
+
+
+@cli.command("tools", context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
+def tools_command(json_output):
+    """List the built-in tools and their JSON schemas."""
+    import json
+
+    from .tools import BUILTIN_TOOLS
+
+    if json_output:
+        click.echo(json.dumps([t.schema() for t in BUILTIN_TOOLS.values()], indent=2))
+        return
+    for tool in BUILTIN_TOOLS.values():
+        click.echo(f"{tool.name}: {tool.description}")
+        click.echo("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
+        click.echo("")
+
+
+def _tool_settings_from(params):
+    from .chat import make_tool_settings
+
+    return make_tool_settings(settings_from_params(params))
+
+
+def tool_command_options(f):
+    f = click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="YAML config file.  [env: LLMCLI_CONFIG]")(f)
+    f = click.option("--json", "json_output", is_flag=True, help="Print the result as JSON.")(f)
+    return f
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("query", nargs=-1, required=True)
+@click.option("-n", "--count", type=click.IntRange(1, 10), default=5, show_default=True, help="Number of results.")
+@tool_command_options
+def search(query, count, json_output, **params):
+    """Run the web_search tool directly (Brave or SearXNG, from the config)."""
+    import json
+
+    from .tools.search import search as do_search
+
+    results = do_search(" ".join(query), count, _tool_settings_from(params))
+    if json_output:
+        click.echo(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=2))
+        return
+    for i, r in enumerate(results, 1):
+        click.echo(f"{i}. {r.title}\n   {r.url}" + (f"\n   {r.snippet}" if r.snippet else ""))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("url")
+@click.option("--max-chars", type=click.IntRange(1), metavar="N", help="Truncate the text to N characters.")
+@click.option("--allow-private-urls", is_flag=True, default=None,
+              help="Allow private, loopback and link-local addresses.")
+@tool_command_options
+def fetch(url, max_chars, json_output, **params):
+    """Run the web_fetch tool directly: the page as readable text."""
+    import json
+
+    from .tools.fetch import fetch as do_fetch
+
+    result = do_fetch(url, _tool_settings_from(params), max_chars=max_chars)
+    if json_output:
+        click.echo(json.dumps(result.__dict__, ensure_ascii=False, indent=2))
+        return
+    click.echo(result.text)
+
+
+# --------------------------------------------------------------------------------------------
+# models
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@connection_options
+@click.option("--json", "json_output", is_flag=True, help="Print the server's model entries as JSON.")
+def models(json_output, **params):
+    """List the models the server offers (GET {base}/models)."""
+    import json
+
+    settings = settings_from_params(params)
+    if settings.is_local:
+        path = dict(settings.local).get("model_path")
+        items = [{"id": os.path.basename(str(path)) if path else "SmolLM2-135M-Instruct", "owned_by": "local"}]
+    else:
+        if not settings.base_url:
+            from .errors import ConfigError
+
+            raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
+        from .client import list_models
+
+        items = list_models(settings)
+    if json_output:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    for item in sorted(items, key=lambda m: str(m.get("id"))):
+        click.echo(str(item.get("id")))
+
+
+# --------------------------------------------------------------------------------------------
+# config
+
+
+@cli.group("config", context_settings=CONTEXT_SETTINGS)
+def config_group():
+    """Show, create and edit the config file."""
+
+
+@config_group.command("path")
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file.")
+def config_path_command(config):
+    """Print the config file's path."""
+    from .config import config_path
+
+    click.echo(config_path(os.environ, config))
+
+
+@config_group.command("show")
+@connection_options
+@click.option("--json", "json_output", is_flag=True, help="Print as JSON.")
+def config_show(json_output, **params):
+    """Print the effective settings and where each value came from (keys redacted)."""
+    import json
+
+    from .config import describe_settings
+
+    settings = settings_from_params(params)
+    rows = describe_settings(settings)
+    if json_output:
+        click.echo(json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2))
+        return
+    width = max(len(r[0]) for r in rows)
+    for name, value, source in rows:
+        shown = "" if value is None else (json.dumps(value) if not isinstance(value, str) else value)
+        click.echo(f"{name.ljust(width)}  {shown}  ({source})")
+    for w in settings.warnings:
+        click.echo(f"llmcli: warning: {w}", err=True)
+
+
+@config_group.command("init")
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="Where to write it.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def config_init(config, force):
+    """Write a commented config file (XDG config dir by default)."""
+    from .config import config_path, write_config_template
+
+    path = config_path(os.environ, config)
+    write_config_template(path, force=force)
+    click.echo(path)
+
+
+@config_group.command("edit")
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="The file to edit.")
+def config_edit(config):
+    """Open the config file in $EDITOR (creating it first if needed)."""
+    from .config import config_path, load_config_file, write_config_template
+
+    path = config_path(os.environ, config)
+    if not os.path.exists(path):
+        write_config_template(path)
+    click.edit(filename=path)
+    load_config_file(path)  # tell the user now if the edit broke the YAML
+
+
+# --------------------------------------------------------------------------------------------
+# completions, replay
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completions(shell):
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  llmcli completions bash > ~/.local/share/bash-completion/completions/llmcli
+    zsh:   llmcli completions zsh > "${fpath[1]}/_llmcli"
+    fish:  llmcli completions fish > ~/.config/fish/completions/llmcli.fish
+    """
+    click.echo(completion_script(shell), nl=False)
+
+
+def completion_script(shell: str) -> str:
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    return cls(cli, {}, "llmcli", "_LLMCLI_COMPLETE").source()
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document at the end.")
+@click.option("--jsonl", "jsonl_output", is_flag=True, help="Print JSON events as they are parsed.")
+def replay(file, json_output, jsonl_output):
+    """Play a saved debug record (or a raw SSE capture) back through the stream parser.
+
+    `--debug` saves a record in the data dir when a run fails; attach it to a bug report.
+    """
+    from .config import Settings
+    from .record import ReplayTransport, load_record
+
+    request_body, body, headers = load_record(file)
+    settings = Settings(provider="replay", base_url="replay:", idle_timeout=None)
+    messages = (request_body or {}).get("messages") or []
+    mode = "json" if json_output else "jsonl" if jsonl_output else "text"
+    run_ask(settings, messages, mode, transport=ReplayTransport(settings, body, headers))

