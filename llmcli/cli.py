@@ -150,7 +150,20 @@ def settings_from_params(params: dict):
 # the group
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+class PipeClosed(Exception):
+    """stdout's reader went away (`| head -1`)."""
+
+
+class LLMCliGroup(click.Group):
+    def invoke(self, ctx):
+        # click turns EPIPE into exit 1; a closed pipe is not a failure of ours, so take it first.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise PipeClosed()
+
+
+@click.group(cls=LLMCliGroup, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="llmcli", prog_name="llmcli", message="%(prog)s %(version)s")
 def cli():
     """Chat with any OpenAI-compatible chat-completions API from the command line.
@@ -403,7 +416,7 @@ def run_cli(args=None, prog_name="llmcli") -> int:
     except LLMCliError as exc:
         _stderr(f"llmcli: error: {exc}" if exc.exit_status not in (130, 143) else f"llmcli: {exc}")
         return exc.exit_status
-    except BrokenPipeError:
+    except (BrokenPipeError, PipeClosed):
         # `| head -1`: the reader went away; end quietly (and keep Python from complaining at exit).
         _silence_stdout()
         return ExitStatus.OK

@@ -1,0 +1,321 @@
+"""Fault injection: retries, timeouts, cut streams, signals, closed pipes (issue 4).
+
+Every test asserts the exit code, the stderr message, what stdout holds, and that the elapsed time stays
+within the configured bounds (short timeouts, never long sleeps).
+"""
+
+import email.utils
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import invoke
+from localserver import Reply, chunk, sse, text_stream
+
+OK = text_stream("All ", "good.")
+
+
+def err_lines(r):
+    return [line for line in r.stderr.splitlines() if line.startswith("llmcli: error:")]
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header,value,min_delay", [
+    ("retry-after-ms", "300", 0.3),
+    ("retry-after", "1", 1.0),
+    ("retry-after", "date", 0.0),  # an HTTP date about a second ahead (second granularity)
+])
+def test_429_then_200_honours_delay_headers(server, llmcli, header, value, min_delay):
+    if value == "date":
+        value = email.utils.formatdate(time.time() + 1.5, usegmt=True)
+    server.chat([Reply(status=429, pieces=[b'{"error":{"message":"slow down"}}'], content_type="application/json",
+                       chunked=False, headers={header: value}), Reply(pieces=OK)])
+    t0 = time.monotonic()
+    r = llmcli("q")
+    elapsed = time.monotonic() - t0
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
+    assert "llmcli: retrying in" in r.stderr and "HTTP 429" in r.stderr
+    assert len(server.requests) == 2
+    assert min_delay <= elapsed < min_delay + 2.0
+
+
+def test_503_repeated_gives_up_after_retries(server, llmcli):
+    server.chat(Reply(status=503, pieces=[b"busy"], content_type="text/plain", chunked=False))
+    r = llmcli("--retries", "3", "q")
+    assert r.exit_code == 4
+    assert len(server.requests) == 4
+    assert r.stderr.count("llmcli: retrying in") == 3
+    assert len(err_lines(r)) == 1 and "HTTP 503" in err_lines(r)[0]
+
+
+def test_400_with_x_should_retry_true_is_retried(server, llmcli):
+    server.chat([Reply(status=400, pieces=[b'{"error":{"message":"flaky"}}'], content_type="application/json",
+                       chunked=False, headers={"x-should-retry": "true"}), Reply(pieces=OK)])
+    r = llmcli("q")
+    assert r.exit_code == 0 and len(server.requests) == 2
+
+
+def test_500_with_x_should_retry_false_is_final(server, llmcli):
+    server.chat(Reply(status=500, pieces=[b'{"error":{"message":"no"}}'], content_type="application/json",
+                      chunked=False, headers={"x-should-retry": "false"}))
+    r = llmcli("q")
+    assert r.exit_code == 4 and len(server.requests) == 1
+
+
+def test_insufficient_quota_is_final(server, llmcli):
+    body = b'{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}'
+    server.chat(Reply(status=429, pieces=[body], content_type="application/json", chunked=False))
+    r = llmcli("q")
+    assert r.exit_code == 4
+    assert len(server.requests) == 1
+    assert "exceeded your current quota" in r.stderr and "retrying" not in r.stderr
+
+
+def test_jsonl_reports_retries_as_events(server, llmcli):
+    server.chat([Reply(status=502, pieces=[b"bad gateway"], content_type="text/plain", chunked=False), Reply(pieces=OK)])
+    r = llmcli("--jsonl", "q")
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    assert events[0]["type"] == "retry" and events[0]["attempt"] == 1
+    assert events[-1]["type"] == "done"
+
+
+def test_never_retried_once_output_was_printed(server, llmcli):
+    server.chat([Reply(pieces=sse(chunk("partial"), done=False), end="cut"), Reply(pieces=OK)])
+    r = llmcli("q")
+    assert r.exit_code == 5
+    assert r.stdout == "partial\n"
+    assert len(server.requests) == 1
+
+
+# -- timeouts -----------------------------------------------------------------------------------
+
+def test_server_that_accepts_and_never_answers(server, llmcli):
+    server.chat(Reply(headers_delay=30, pieces=OK))
+    t0 = time.monotonic()
+    r = llmcli("--timeout", "0.4", "--retries", "1", "q")
+    elapsed = time.monotonic() - t0
+    assert r.exit_code == 6
+    assert "sent no response within 0.4 s" in r.stderr
+    assert len(server.requests) == 2  # the timeout before headers is retried once
+    assert 0.8 <= elapsed < 3.0
+
+
+def test_stall_mid_stream_read_timeout(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hello"), done=False), end="stall"))
+    t0 = time.monotonic()
+    r = llmcli("--timeout", "0.5", "q")
+    elapsed = time.monotonic() - t0
+    assert r.exit_code == 6
+    assert r.stdout == "Hello\n"
+    assert "read timeout" in err_lines(r)[0] and "after" in err_lines(r)[0]
+    assert 0.5 <= elapsed < 2.5
+    assert len(server.requests) == 1
+
+
+def test_keepalives_forever_idle_timeout(server, llmcli):
+    pieces = sse(chunk("Hi"), done=False) + [b": keep-alive\n\n"] * 200
+    server.chat(Reply(pieces=pieces, delay=0.05))
+    t0 = time.monotonic()
+    r = llmcli("--idle-timeout", "0.6", "--timeout", "5", "q")
+    elapsed = time.monotonic() - t0
+    assert r.exit_code == 6
+    assert r.stdout == "Hi\n"
+    assert "idle timeout" in err_lines(r)[0]
+    assert 0.6 <= elapsed < 2.5
+    assert server.wait_for_close(2)
+
+
+def test_max_time_bounds_the_whole_run(server, llmcli):
+    server.chat(Reply(pieces=[p for t in range(100) for p in sse(chunk(f"{t} "), done=False)], delay=0.05))
+    t0 = time.monotonic()
+    r = llmcli("--max-time", "0.7", "--json", "q")
+    elapsed = time.monotonic() - t0
+    assert r.exit_code == 6
+    doc = json.loads(r.stdout)
+    assert doc["content"].startswith("0 1 ") and doc["error"]["type"] == "timeout"
+    assert "--max-time" in doc["error"]["message"]
+    assert elapsed < 2.5
+
+
+# -- broken streams -----------------------------------------------------------------------------
+
+def test_cut_chunked_body(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hel"), chunk("lo"), done=False) + [b'data: {"choi'], end="cut"))
+    r = llmcli("--json", "q")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "Hello" and doc["error"]["type"] == "stream"
+    assert "cut off" in doc["error"]["message"]
+
+
+def test_connection_reset(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hel"), done=False), end="reset"))
+    r = llmcli("q")
+    assert r.exit_code == 6
+    assert r.stdout == "Hel\n"
+    assert "reset" in err_lines(r)[0]
+
+
+def test_server_closes_early_without_done(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("Hel"), done=False), chunked=False, end="cut"))
+    r = llmcli("q")
+    assert r.exit_code == 5 and r.stdout == "Hel\n"
+
+
+def test_200_html_error_page(server, llmcli):
+    page = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    server.chat(Reply(pieces=[page], content_type="text/html", chunked=False))
+    r = llmcli("q")
+    assert r.exit_code == 5
+    assert "502 Bad Gateway" in err_lines(r)[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_html_spliced_into_the_stream(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("ok "), "<html><body>Bad gateway</body></html>")))
+    r = llmcli("q")
+    assert r.exit_code == 5 and r.stdout == "ok \n"
+    assert "Bad gateway" in err_lines(r)[0]
+
+
+# -- input --------------------------------------------------------------------------------------
+
+def test_binary_stdin_is_refused(server, llmcli):
+    r = llmcli("q", input=b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    assert r.exit_code == 3 and "binary" in r.stderr and server.requests == []
+
+
+def test_invalid_utf8_is_replaced_with_a_warning(server, llmcli):
+    server.chat(Reply(pieces=OK))
+    r = llmcli("q", input=b"caf\xe9 au lait\n")
+    assert r.exit_code == 0
+    assert "not valid UTF-8" in r.stderr
+    assert server.requests[-1].json["messages"][-1]["content"].startswith("caf\ufffd au lait")
+
+
+def test_directory_as_file(server, llmcli, tmp_path):
+    r = llmcli("-f", str(tmp_path), "q")
+    assert r.exit_code == 3 and "is a directory" in r.stderr
+
+
+def test_unreadable_file(server, llmcli, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can read any file")
+    f = tmp_path / "secret.txt"
+    f.write_text("x")
+    f.chmod(0)
+    r = llmcli("-f", str(f), "q")
+    assert r.exit_code == 3 and "permission denied" in r.stderr
+
+
+def test_empty_prompt(server, llmcli):
+    r = llmcli("   ")
+    assert r.exit_code == 2 and "nothing to send" in r.stderr
+
+
+def test_huge_input_warns(server, llmcli, monkeypatch):
+    server.chat(Reply(pieces=OK))
+    monkeypatch.setenv("LLMCLI_MAX_INPUT_BYTES", "1000")
+    r = llmcli("q", input="x" * 5000)
+    assert r.exit_code == 0 and "the message is large (5,003 bytes" in r.stderr
+
+
+def test_unknown_config_key_warns(server, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"providers:\n  mine:\n    base_url: {server.base_url}\n    modle: x\ndefault_provider: mine\n")
+    server.chat(Reply(pieces=OK))
+    r = invoke("ask", "--config", str(cfg), "q")
+    assert r.exit_code == 0
+    assert "unknown config key 'providers.mine.modle'" in r.stderr
+
+
+def test_dns_failure(llmcli):
+    r = invoke("ask", "--base-url", "http://no-such-host.invalid/v1", "--retries", "0", "q")
+    assert r.exit_code == 6 and "cannot resolve host" in r.stderr
+
+
+def test_tls_to_plain_http_server(server):
+    r = invoke("ask", "--base-url", f"https://127.0.0.1:{server.port}/v1", "--retries", "0", "q")
+    assert r.exit_code == 6 and "TLS error" in r.stderr
+
+
+def test_403_and_404_carry_the_servers_message(server, llmcli):
+    server.chat([Reply(status=403, pieces=[b'{"error":{"message":"region not allowed"}}'],
+                       content_type="application/json", chunked=False),
+                 Reply(status=404, pieces=[b'{"error":{"message":"no such model: x"}}'],
+                       content_type="application/json", chunked=False)])
+    r1, r2 = llmcli("q"), llmcli("q")
+    assert r1.exit_code == 4 and "region not allowed" in r1.stderr
+    assert r2.exit_code == 4 and "no such model: x" in r2.stderr
+
+
+# -- debug record and secrets -------------------------------------------------------------------
+
+def test_debug_record_is_saved_and_replays(server, llmcli, isolated_env):
+    key = "sk-live-SUPERSECRET-123456"
+    server.chat(Reply(pieces=sse(chunk("Hel"), chunk("lo"), done=False)))
+    r = llmcli("--debug", "--api-key", key, "q")
+    assert r.exit_code == 5
+    assert key not in r.stderr and key not in r.stdout
+    records = list((isolated_env / "debug").glob("failure-*.json"))
+    assert len(records) == 1
+    text = records[0].read_text()
+    assert key not in text
+    assert "<redacted>" in text
+    replayed = invoke("replay", str(records[0]), "--json")
+    assert replayed.exit_code == 5
+    doc = json.loads(replayed.stdout)
+    assert doc["content"] == "Hello" and doc["error"]["type"] == "stream"
+
+
+def test_replay_raw_capture(tmp_path):
+    cap = tmp_path / "cap.sse"
+    cap.write_bytes(b"".join(text_stream("re", "play")))
+    r = invoke("replay", str(cap))
+    assert r.exit_code == 0 and r.stdout == "replay\n"
+
+
+# -- signals and pipes (a real child process) ---------------------------------------------------
+
+def _spawn(server, *args, **kw):
+    env = dict(os.environ)
+    return subprocess.Popen([sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url, *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kw)
+
+
+def _slow_stream():
+    return Reply(pieces=[p for i in range(200) for p in sse(chunk(f"w{i} "), done=False)], delay=0.05)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_stream(server, sig, code):
+    server.chat(_slow_stream())
+    proc = _spawn(server, "q")
+    first = proc.stdout.read(6)  # the answer has started streaming
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=5)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == code
+    text = (first + out).decode()
+    assert text.startswith("w0 w1 ") and text.endswith("\n")
+    assert "Traceback" not in err.decode()
+    assert elapsed < 1.5
+    assert server.wait_for_close(2)
+
+
+def test_closed_stdout_ends_quietly(server):
+    server.chat(_slow_stream())
+    env = dict(os.environ)
+    cmd = f"'{sys.executable}' -m llmcli ask --base-url {server.base_url} q | head -c 10"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env=env, timeout=20)
+    assert proc.stdout == b"w0 w1 w2 w"
+    assert proc.stderr == b""
+    assert proc.returncode == 0
