@@ -354,8 +354,10 @@ def make_confirm(err):
     def confirm(call):
         from .chat import describe_arguments
 
+        if not _isatty(err):
+            return "no"
         try:
-            tty = open("/dev/tty", "r+")
+            tty = open("/dev/tty", "r+")  # stdin may be the piped prompt; ask the terminal itself
         except OSError:
             return "no"
         with tty:

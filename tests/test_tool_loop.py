@@ -1,0 +1,179 @@
+"""The tool loop end to end: a scripted chat server streams tool calls in pieces, llmcli runs the
+built-in tools against local pages and a local search endpoint, and sends well-formed follow-ups."""
+
+import json
+
+import pytest
+
+from conftest import invoke
+from localserver import Reply, chunk, split_three_ways, sse, text_stream
+
+
+def tool_call_stream(calls, split=7):
+    """SSE pieces for a turn that streams `calls` [(id, name, args_json)] with arguments in small fragments."""
+    chunks = [chunk(role="assistant", content=None)]
+    for index, (cid, name, args) in enumerate(calls):
+        chunks.append(chunk(tool_calls=[{"index": index, "id": cid, "type": "function",
+                                         "function": {"name": name, "arguments": ""}}]))
+        for i in range(0, len(args), split):
+            chunks.append(chunk(tool_calls=[{"index": index, "function": {"arguments": args[i:i + split]}}]))
+    chunks.append(chunk(finish="tool_calls"))
+    return sse(*chunks)
+
+
+def check_follow_up(body, calls):
+    """The follow-up must carry the assistant message with string arguments and one tool message per call."""
+    msgs = body["messages"]
+    n = len(calls)
+    assistant = msgs[-(n + 1)]
+    assert assistant["role"] == "assistant"
+    assert [c["id"] for c in assistant["tool_calls"]] == [c[0] for c in calls]
+    for sent, (cid, name, args) in zip(assistant["tool_calls"], calls):
+        assert sent["type"] == "function" and sent["function"]["name"] == name
+        assert isinstance(sent["function"]["arguments"], str)
+    tool_msgs = msgs[-n:]
+    assert [m["role"] for m in tool_msgs] == ["tool"] * n
+    assert [m["tool_call_id"] for m in tool_msgs] == [c[0] for c in calls]
+    return tool_msgs
+
+
+@pytest.fixture
+def page(server):
+    from localserver import Reply as R
+
+    html = (b"<html><head><title>Local page</title><script>var secret='SCRIPT-TEXT';</script></head>"
+            b"<body><nav>NAV-MENU</nav><article><h1>Local page</h1><p>The answer is 42. "
+            b"See <a href='/more'>more</a>.</p><p>" + b"Filler sentence for the article body. " * 10
+            + b"</p></article></body></html>")
+    server.route("/page", R(pieces=[html], content_type="text/html; charset=utf-8", chunked=False), method="GET")
+    return server.url + "/page"
+
+
+@pytest.mark.parametrize("way", ["as_written", "one_write", "bytewise"])
+def test_fetch_loop_three_ways(server, page, way):
+    calls = [("call_a", "web_fetch", json.dumps({"url": page}))]
+    first = split_three_ways(tool_call_stream(calls))[way]
+    server.chat([Reply(pieces=first), Reply(pieces=text_stream("The page says ", "42."))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--json", "read it")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "The page says 42."
+    assert len(doc["tool_calls"]) == 1
+    tc = doc["tool_calls"][0]
+    assert tc["name"] == "web_fetch" and tc["arguments"] == {"url": page} and tc["error"] is None
+    assert "The answer is 42" in tc["output"] and "SCRIPT-TEXT" not in tc["output"]
+    chat_requests = [q for q in server.requests if q.path == "/v1/chat/completions"]
+    assert len(chat_requests) == 2
+    assert [t["function"]["name"] for t in chat_requests[0].json["tools"]] == ["web_fetch"]
+    tool_msgs = check_follow_up(chat_requests[1].json, calls)
+    assert "The answer is 42" in tool_msgs[0]["content"]
+    assert "[tool] web_fetch(" in r.stderr
+
+
+def test_parallel_calls_search_and_fetch(server, page):
+    server.route("/searx/search", Reply(pieces=[json.dumps({"results": [
+        {"title": "Result one", "url": "https://one.example/", "content": "first snippet"}]}).encode()],
+        content_type="application/json", chunked=False), method="GET")
+    cfg = server.url
+    calls = [("c1", "web_search", '{"query": "life", "count": 1}'), ("c2", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls, split=3)), Reply(pieces=text_stream("done"))])
+    r = invoke("ask", "--base-url", server.base_url, "--tools", "--allow-private-urls", "--jsonl", "go",
+               env={"LLMCLI_SEARXNG_URL": cfg + "/searx"})
+    assert r.exit_code == 0, r
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("tool_call") == 2 and kinds.count("tool_result") == 2
+    results = [e for e in events if e["type"] == "tool_result"]
+    assert "Result one" in results[0]["output"] and "https://one.example/" in results[0]["output"]
+    assert "The answer is 42" in results[1]["output"]
+    follow = [q for q in server.requests if q.path == "/v1/chat/completions"][1].json
+    check_follow_up(follow, calls)
+    search_req = [q for q in server.requests if q.path.startswith("/searx/search")][0]
+    assert "q=life" in search_req.path and "format=json" in search_req.path
+
+
+def test_bad_calls_become_error_results_and_the_run_goes_on(server):
+    calls = [("c1", "no_such_tool", "{}"), ("c2", "web_fetch", '{"url": "http://x'), ("c3", "web_fetch", "{}")]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("sorry"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--json", "go")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    errors = [t["error"] for t in doc["tool_calls"]]
+    assert "unknown tool 'no_such_tool'" in errors[0]
+    assert "not valid JSON" in errors[1]
+    assert "url" in errors[2]
+    follow = [q for q in server.requests if q.path == "/v1/chat/completions"][1].json
+    tool_msgs = check_follow_up(follow, calls)
+    assert all(m["content"].startswith("error: ") for m in tool_msgs)
+    assert r.stderr.count("[tool]") == 3
+
+
+def test_round_limit_exit_5(server):
+    calls = [("c1", "web_search", '{"query": "x"}')]
+    server.chat(Reply(pieces=tool_call_stream(calls)))  # the model never stops calling
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_search", "--max-tool-rounds", "2", "--json", "go")
+    assert r.exit_code == 5
+    doc = json.loads(r.stdout)
+    assert doc["error"]["type"] == "tool_rounds" and "2 rounds" in doc["error"]["message"]
+    assert len([t for t in doc["tool_calls"] if t["error"] != "not executed"]) == 2
+    assert len([q for q in server.requests if q.path == "/v1/chat/completions"]) == 3
+
+
+def test_confirm_tools_without_terminal_refuses(server, page):
+    calls = [("c1", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--confirm-tools",
+               "--json", "go")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["tool_calls"][0]["error"] == "refused by user"
+    assert not any(q.path == "/page" for q in server.requests)
+
+
+def test_private_address_refused_by_default(server, page):
+    calls = [("c1", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--json", "go")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert "allow" in doc["tool_calls"][0]["error"]
+    assert not any(q.path == "/page" for q in server.requests)
+
+
+def test_schemas_only_sent_when_tools_enabled(server):
+    server.chat(Reply(pieces=text_stream("hi")))
+    invoke("ask", "--base-url", server.base_url, "q")
+    assert "tools" not in server.requests[-1].json
+    invoke("ask", "--base-url", server.base_url, "--tools", "q")
+    assert [t["function"]["name"] for t in server.requests[-1].json["tools"]] == ["web_search", "web_fetch"]
+
+
+def test_calls_without_enabled_tools_are_reported_not_run(server):
+    calls = [("c1", "web_search", '{"query": "x"}')]
+    server.chat(Reply(pieces=tool_call_stream(calls)))
+    r = invoke("ask", "--base-url", server.base_url, "--json", "go")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["tool_calls"] == [{"id": "c1", "name": "web_search", "arguments": {"query": "x"},
+                                  "output": None, "error": "not executed"}]
+    assert "none are enabled" in r.stderr
+    assert len(server.requests) == 1
+
+
+def test_length_while_streaming_a_call_is_exit_5_and_not_run(server):
+    pieces = sse(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                    "function": {"name": "web_search", "arguments": '{"que'}}]),
+                 chunk(finish="length"))
+    server.chat(Reply(pieces=pieces))
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_search", "go")
+    assert r.exit_code == 5
+    assert len(server.requests) == 1
+
+
+def test_tools_command_lists_schemas():
+    r = invoke("tools", "--json")
+    assert r.exit_code == 0
+    schemas = json.loads(r.stdout)
+    names = [s["function"]["name"] for s in schemas]
+    assert names == ["web_search", "web_fetch"]
+    assert schemas[0]["function"]["parameters"]["required"] == ["query"]
