@@ -1,0 +1,647 @@
+"""Pure decoding of one chat-completions turn: SSE events / chunk dicts → typed events + state.
+
+No I/O at all: `client.py` feeds bytes to `sse.SSEDecoder`, its events to `StreamDecoder.feed_event`,
+and the chat loop reads the typed events (`TextDelta`, ...) and, at the end, `finish()`'s TurnResult.
+PROTOCOL.md §2 (chunk semantics) and §3 (tool-call accumulation) are the spec; comments below cite the
+bullet behind each quirk. Modelled on openai-python's `_streaming.py` (stop at `[DONE]`, raise on
+in-stream errors) and simonw/llm (tool calls keyed by index, arguments parsed once at the end).
+
+Everything here is linear in the size of the stream: text and argument fragments are kept as lists of
+pieces and joined once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+from .errors import HTTPError, StreamError
+
+__all__ = [
+    "TextDelta",
+    "ReasoningDelta",
+    "RefusalDelta",
+    "UsageUpdate",
+    "FinishReason",
+    "StreamEvent",
+    "ToolCall",
+    "ToolCallAccumulator",
+    "StreamDecoder",
+    "TurnResult",
+    "decode_non_streamed",
+    "error_snippet",
+    "provider_error_message",
+]
+
+SNIPPET_CHARS = 80  # PROTOCOL.md §2: a non-JSON payload is reported with "a short snippet of it"
+
+
+# --- typed events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer (the only thing that goes to stdout)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning: stderr at most, never stdout (PROTOCOL.md §2)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RefusalDelta:
+    """A piece of a refusal: a warning on stderr, never printed as the answer (PROTOCOL.md §2)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class UsageUpdate:
+    """A non-null `usage` object arrived; the last one wins."""
+
+    usage: dict
+
+
+@dataclass(frozen=True)
+class FinishReason:
+    """The choice's `finish_reason` arrived (stop, length, tool_calls, content_filter, ...)."""
+
+    reason: str
+
+
+StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason]
+
+
+# --- tool calls ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolCall:
+    """One complete tool call, known only once the stream has ended (PROTOCOL.md §3)."""
+
+    id: str
+    name: str
+    arguments_raw: str
+    arguments: Optional[dict]
+    parse_error: Optional[str]
+
+    def to_message_dict(self) -> dict:
+        """The entry for the assistant message's `tool_calls` in the follow-up request.
+
+        `function.arguments` is always a JSON *string* (PROTOCOL.md §3); invalid JSON is sent back as
+        the model wrote it (the tool result then explains the error), no arguments as "{}".
+        """
+        raw = self.arguments_raw
+        if not raw.strip():
+            raw = "{}"
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": raw}}
+
+
+class _PendingCall:
+    """A tool call while its deltas are still arriving."""
+
+    __slots__ = ("index", "id", "name", "arg_parts", "arg_object")
+
+    def __init__(self, index: Optional[int], call_id: Optional[str], name: Optional[str]):
+        self.index = index
+        self.id = call_id
+        self.name = name
+        self.arg_parts: List[str] = []  # raw fragments, joined once in finish()
+        self.arg_object: Any = None  # `arguments` sent as a JSON object instead of a string
+
+    def add(self, call_id: Optional[str], name: Optional[str], arguments: Any) -> None:
+        # id, type and name may be repeated on every chunk (llama.cpp): set once, never
+        # concatenated. An id that changes on a continuation keeps the first one (PROTOCOL.md §3).
+        if self.id is None and call_id is not None:
+            self.id = call_id
+        if self.name is None and name is not None:
+            self.name = name
+        if isinstance(arguments, str):
+            if arguments:
+                self.arg_parts.append(arguments)
+        elif isinstance(arguments, (dict, list)):
+            self.arg_object = arguments
+
+    def arguments_look_complete(self) -> bool:
+        if not self.arg_parts:
+            return self.arg_object is not None
+        try:
+            json.loads("".join(self.arg_parts))
+        except ValueError:
+            return False
+        return True
+
+    def to_tool_call(self, call_id: str) -> ToolCall:
+        raw = "".join(self.arg_parts)
+        if not raw.strip() and self.arg_object is not None:
+            # `arguments` sent as a JSON object: use it, and send it back as a string.
+            raw = json.dumps(self.arg_object, ensure_ascii=False)
+        arguments, error = _parse_arguments(raw)
+        return ToolCall(id=call_id, name=self.name or "", arguments_raw=raw, arguments=arguments,
+                        parse_error=error)
+
+
+def _parse_arguments(raw: str):
+    """Parse the complete arguments string once. Returns (dict or None, error message or None)."""
+    if not raw.strip():
+        return {}, None  # missing or "" means "no arguments" (PROTOCOL.md §3)
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        where = " at char %d" % exc.pos if getattr(exc, "pos", None) is not None else ""
+        return None, "invalid JSON in tool-call arguments: %s%s; received %s" % (
+            getattr(exc, "msg", str(exc)), where, error_snippet(raw))
+    if isinstance(value, str):
+        # Some models double-encode the arguments ("\"{\\\"a\\\": 1}\""); accept it when the
+        # inner string is an object.
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict):
+            return inner, None
+    if value is None:
+        return {}, None
+    if not isinstance(value, dict):
+        return None, "tool-call arguments must be a JSON object, received %s" % error_snippet(raw)
+    return value, None
+
+
+def _normalise_id(value: Any) -> Optional[str]:
+    # PROTOCOL.md §3: empty-string, "null" or integer ids; a missing one is synthesized later.
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or value.lower() in ("null", "none", "undefined"):
+        return None
+    return value
+
+
+def _normalise_index(value: Any) -> Optional[int]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _normalise_name(value: Any) -> Optional[str]:
+    # `name: ""` (or null) on continuations carries nothing (PROTOCOL.md §3).
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+class ToolCallAccumulator:
+    """Reassembles streamed tool calls from however the provider split, repeated or mislabelled them.
+
+    The rules (PROTOCOL.md §3): fragments are concatenated raw and parsed once, in `finish()`; a
+    delta with an `index` belongs to the call with that index, except that a *new id that also
+    carries a name* starts a new call (parallel calls that all claim index 0); a delta with neither
+    index nor id continues the most recent call, unless it names a different function (whole calls
+    without index); ids are synthesized as `call_<n>` where missing.
+    """
+
+    def __init__(self) -> None:
+        self._calls: List[_PendingCall] = []
+        self._by_index: Dict[int, _PendingCall] = {}
+        self._by_id: Dict[str, _PendingCall] = {}
+        self._latest: Optional[_PendingCall] = None  # the call that received the latest delta
+        self._legacy: Optional[_PendingCall] = None  # the legacy `function_call` delta, if any
+        self._saw_tool_calls = False
+
+    @property
+    def has_calls(self) -> bool:
+        """Whether the turn asked for tools: decide from this, not from finish_reason (§3)."""
+        return bool(self._calls) or self._legacy_call_counts()
+
+    def add_tool_call_deltas(self, deltas: Any) -> None:
+        """Add the `tool_calls` list of one delta (or of a non-streamed message)."""
+        if isinstance(deltas, dict):
+            deltas = [deltas]
+        if not isinstance(deltas, list):
+            return
+        for delta in deltas:
+            if isinstance(delta, dict):
+                self._add_one(delta)
+
+    def add_function_call_delta(self, fc: Any) -> None:
+        """Add a legacy `function_call` delta.
+
+        Servers that send it *alongside* `tool_calls` (same call twice) must not produce two calls,
+        so it is kept apart and used only if the turn carried no `tool_calls` at all (§3).
+        """
+        if not isinstance(fc, dict):
+            return
+        if self._legacy is None:
+            self._legacy = _PendingCall(None, None, None)
+        self._legacy.add(None, _normalise_name(fc.get("name")), fc.get("arguments"))
+
+    def finish(self) -> List[ToolCall]:
+        """The calls in order, arguments parsed now (once), ids made unique and non-empty."""
+        pending = list(self._calls)
+        if not self._saw_tool_calls and self._legacy_call_counts():
+            pending = [self._legacy]
+        taken = {call.id for call in pending if call.id is not None}
+        result = []
+        for n, call in enumerate(pending):
+            call_id = call.id
+            if call_id is None:
+                # Stable, deterministic ids ("call_0", "call_1", ...), never clashing with real ones.
+                call_id = "call_%d" % n
+                suffix = 0
+                while call_id in taken:
+                    suffix += 1
+                    call_id = "call_%d_%d" % (n, suffix)
+                taken.add(call_id)
+            result.append(call.to_tool_call(call_id))
+        return result
+
+    def _legacy_call_counts(self) -> bool:
+        legacy = self._legacy
+        return (
+            not self._saw_tool_calls
+            and legacy is not None
+            and (legacy.name is not None or bool(legacy.arg_parts) or legacy.arg_object is not None)
+        )
+
+    def _new_call(self, index: Optional[int], call_id: Optional[str], name: Optional[str]):
+        call = _PendingCall(index, call_id, name)
+        self._calls.append(call)
+        if index is not None:
+            self._by_index[index] = call
+        return call
+
+    def _add_one(self, delta: dict) -> None:
+        index = _normalise_index(delta.get("index"))
+        call_id = _normalise_id(delta.get("id"))
+        function = delta.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        name = _normalise_name(function.get("name"))
+        arguments = function.get("arguments")
+
+        if index is None and call_id is None and name is None and arguments is None:
+            return  # `{}`: nothing to add, and not a call of its own
+        self._saw_tool_calls = True
+        call = self._find_call(index, call_id, name, arguments)
+        if call is None:
+            call = self._new_call(index, call_id, name)
+        elif index is not None and call.index is None:
+            call.index = index
+            self._by_index[index] = call
+        call.add(call_id, name, arguments)
+        if call.id is not None:
+            self._by_id.setdefault(call.id, call)
+        self._latest = call
+
+    def _find_call(self, index, call_id, name, arguments) -> Optional[_PendingCall]:
+        """The pending call this delta continues, or None when it starts a new one."""
+        if call_id is not None and call_id in self._by_id:
+            known = self._by_id[call_id]
+            if index is None or known.index is None or known.index == index:
+                return known  # the same id again: repeated on every chunk, not a new call
+        if index is not None:
+            current = self._by_index.get(index)
+            if current is None:
+                return None
+            if call_id is not None and name is not None and current.id not in (None, call_id):
+                # Parallel calls that all claim index 0: a new id *with a name* is a new call.
+                return None
+            return current
+        # No index.
+        latest = self._latest
+        if latest is None:
+            return None
+        if call_id is not None:
+            # A new id with a name is a new (whole) call; a new id without one is a continuation
+            # whose id changed (§3).
+            return None if name is not None else latest
+        if name is None:
+            return latest  # a continuation carrying neither index nor id
+        if latest.name is None:
+            return latest  # the name arrives after the first fragment
+        if latest.name == name and (not arguments or not latest.arguments_look_complete()):
+            # The name repeated on a continuation (or on a trailing empty delta: never risk running
+            # a call twice). Only this rare shape (no index, no id, the same name again) pays for
+            # a JSON check of the arguments so far.
+            return latest
+        return None  # a whole call without index or id (Gemini-style), or another function
+
+
+# --- the turn -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TurnResult:
+    """Everything one turn produced; also the partial result of a failed turn."""
+
+    content: str
+    reasoning: str
+    refusal: str
+    finish_reason: Optional[str]
+    tool_calls: List[ToolCall] = field(default_factory=list)
+    usage: Optional[dict] = None
+    model: Optional[str] = None
+
+    def assistant_message(self) -> dict:
+        """The assistant message to send back before the tool results (PROTOCOL.md §3).
+
+        Reasoning and refusal are not sent back: several providers reject unknown fields in input.
+        """
+        message: Dict[str, Any] = {"role": "assistant"}
+        if self.tool_calls:
+            message["content"] = self.content or None
+            message["tool_calls"] = [call.to_message_dict() for call in self.tool_calls]
+        else:
+            message["content"] = self.content
+        return message
+
+
+class _Text:
+    """Text kept as pieces and joined lazily; repeated reads without new text cost nothing."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: List[str] = []
+
+    def append(self, text: str) -> None:
+        self._parts.append(text)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def value(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+
+class StreamDecoder:
+    """The state of one streamed turn. Feed it SSE events (or chunk dicts); read typed events back.
+
+    Every StreamError it raises carries `.partial`, the TurnResult of what arrived so far (the same
+    as `partial_result()`), because whatever fails, the user keeps what arrived (PROTOCOL.md §2).
+    """
+
+    def __init__(self) -> None:
+        self._content = _Text()
+        self._reasoning = _Text()
+        self._refusal = _Text()
+        self.finish_reason: Optional[str] = None
+        self.usage: Optional[dict] = None
+        self.model: Optional[str] = None
+        self.done = False
+        self.tool_calls = ToolCallAccumulator()
+        self.chunks_seen = 0
+
+    @property
+    def content(self) -> str:
+        return self._content.value()
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning.value()
+
+    @property
+    def refusal(self) -> str:
+        return self._refusal.value()
+
+    # --- input ---
+
+    def feed_event(self, ev) -> List[StreamEvent]:
+        """Consume one `sse.SSEEvent`."""
+        if self.done:
+            return []  # `data: [DONE]` ends the stream; anything after it is ignored (§2)
+        data = ev.data
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        if ev.event == "error":
+            raise self._error("the server reported an error in the stream: %s"
+                              % _error_event_message(data))
+        if not data.strip():
+            return []  # an empty `data:` carries nothing; it is not a malformed payload
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            # e.g. a proxy's HTML error page spliced into the stream (§2)
+            raise self._error("the stream carried data that is not JSON: %s" % error_snippet(data))
+        if not isinstance(chunk, dict):
+            raise self._error("the stream carried JSON that is not a chunk object: %s"
+                              % error_snippet(data))
+        return self.feed_chunk(chunk)
+
+    def feed_chunk(self, chunk: dict) -> List[StreamEvent]:
+        """Consume one chunk dict: a `chat.completion.chunk`, or a whole non-streamed answer."""
+        if self.done:
+            return []
+        self.chunks_seen += 1
+        error = chunk.get("error")
+        if error:
+            # A top-level `error` object or string inside a 200 stream (§2).
+            raise self._error("the server reported an error in the stream: %s"
+                              % provider_error_message(error))
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+
+        events: List[StreamEvent] = []
+        choice = _first_choice(chunk.get("choices"))
+        if choice is not None:
+            # Streamed chunks carry `delta`; a non-streamed answer carries `message` (§2).
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = choice.get("message")
+            if isinstance(delta, dict):
+                self._add_delta(delta, events)
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self.finish_reason = reason
+                events.append(FinishReason(reason))
+                if reason == "error":
+                    detail = choice.get("error")
+                    message = (provider_error_message(detail) if detail
+                               else 'the server ended the turn with finish_reason "error"')
+                    raise self._error("the server reported an error in the stream: %s" % message)
+
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict) or not usage:
+            x_groq = chunk.get("x_groq")
+            usage = x_groq.get("usage") if isinstance(x_groq, dict) else None
+        if isinstance(usage, dict) and usage:
+            self.usage = usage  # the last non-null usage wins (§2)
+            events.append(UsageUpdate(usage))
+        return events
+
+    def _add_delta(self, delta: dict, events: List[StreamEvent]) -> None:
+        seen_reasoning: List[str] = []
+        for text in _reasoning_texts(delta):
+            # The same text in two fields (OpenRouter's `reasoning` + `reasoning_details`, ...)
+            # is counted once (§2).
+            if text and text not in seen_reasoning:
+                seen_reasoning.append(text)
+                self._reasoning.append(text)
+                events.append(ReasoningDelta(text))
+        content = _text_of(delta.get("content"))  # may be null (§2)
+        if content:
+            self._content.append(content)
+            events.append(TextDelta(content))
+        refusal = _text_of(delta.get("refusal"))
+        if refusal:
+            self._refusal.append(refusal)
+            events.append(RefusalDelta(refusal))
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self.tool_calls.add_tool_call_deltas(tool_calls)
+        function_call = delta.get("function_call")
+        if function_call:
+            self.tool_calls.add_function_call_delta(function_call)
+
+    # --- output ---
+
+    def partial_result(self) -> TurnResult:
+        """What arrived so far, whether or not the turn completed."""
+        return TurnResult(
+            content=self.content,
+            reasoning=self.reasoning,
+            refusal=self.refusal,
+            finish_reason=self.finish_reason,
+            tool_calls=self.tool_calls.finish(),
+            usage=self.usage,
+            model=self.model,
+        )
+
+    def finish(self) -> TurnResult:
+        """The turn's result once the input has ended; StreamError if it is not a real answer."""
+        if not self.done and self.finish_reason is None:
+            raise self._error("the stream ended before the answer was complete "
+                              "(no [DONE] and no finish_reason): the answer is truncated")
+        has_calls = self.tool_calls.has_calls
+        if not (self._content or self._reasoning or self._refusal or has_calls
+                or self.finish_reason):
+            raise self._error("the stream ended with [DONE] but carried no answer")
+        if self.finish_reason == "length" and has_calls:
+            raise self._error('the answer hit the token limit (finish_reason "length") while a '
+                              "tool call was being streamed; the incomplete call was not run")
+        return self.partial_result()
+
+    def _error(self, message: str) -> StreamError:
+        error = StreamError(message)
+        error.partial = self.partial_result()
+        return error
+
+
+def decode_non_streamed(body: Any) -> TurnResult:
+    """Decode a plain-JSON answer (`--no-stream`, or a 200 that is not SSE)."""
+    if isinstance(body, dict) and body.get("error"):
+        # A 200 whose JSON body is an error is HTTP-class, like a non-2xx (§2, exit 4).
+        error = body["error"]
+        code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
+        raise HTTPError(provider_error_message(error), status=200, body=body, code=code)
+    decoder = StreamDecoder()
+    if not isinstance(body, dict):
+        raise decoder._error("the server's JSON answer is not a chat completion: %s"
+                             % error_snippet(json.dumps(body)))
+    decoder.feed_chunk(body)
+    decoder.done = True  # a complete JSON document cannot be truncated
+    return decoder.finish()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def error_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """A short, single-line, quoted excerpt of `text` (at most `limit` characters inside quotes)."""
+    flat = re.sub(r"\s+", " ", text[: limit * 4]).strip()
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return '"%s"' % flat
+
+
+def provider_error_message(error: Any) -> str:
+    """The provider's own message from an `error` object or string."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or error.get("detail")
+        if isinstance(message, dict):
+            return provider_error_message(message)
+        if not message and error.get("error"):
+            return provider_error_message(error["error"])
+        if message:
+            code = error.get("code") or error.get("type")
+            if code and str(code) not in str(message):
+                return "%s (%s)" % (message, code)
+            return str(message)
+    return json.dumps(error, ensure_ascii=False)[:200]
+
+
+def _error_event_message(data: str) -> str:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return error_snippet(data) if data.strip() else "no details"
+    if isinstance(payload, dict) and payload.get("error"):
+        return provider_error_message(payload["error"])
+    return provider_error_message(payload)
+
+
+def _first_choice(choices: Any) -> Optional[dict]:
+    """The choice whose `index` is 0 (a missing index counts as 0); `choices` may be empty (§2)."""
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) in (0, None):
+            return choice
+    return None
+
+
+def _text_of(value: Any) -> str:
+    """Text from a string, or from a list of content parts / objects with `text`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for item in value:
+            if isinstance(item, str):
+                parts.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append(item["text"])
+        return "".join(parts)
+    return ""
+
+
+def _reasoning_texts(delta: dict) -> List[str]:
+    """Reasoning text from each field that carries it, in order (§2)."""
+    texts = []
+    content = delta.get("reasoning_content")  # DeepSeek, vLLM, llama.cpp
+    if isinstance(content, str):
+        texts.append(content)
+    texts.append(_text_of(delta.get("reasoning")))  # OpenRouter, Ollama, Groq: str or [{text}]
+    details = delta.get("reasoning_details")  # OpenRouter: [{type, text | summary | data}]
+    if isinstance(details, list):
+        parts = []
+        for item in details:
+            if isinstance(item, dict):
+                text = item.get("text")
+                if not isinstance(text, str):
+                    text = item.get("summary")
+                if isinstance(text, str):
+                    parts.append(text)
+        texts.append("".join(parts))
+    return texts
