@@ -190,10 +190,12 @@ def cli():
 @click.option("-u", "--usage", "show_usage", is_flag=True, help="Show token usage and time on stderr.")
 @click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
               help="Show reasoning on stderr.  [default: when stderr is a terminal]")
+@click.option("--render", "render_markdown", is_flag=True,
+              help="Render Markdown in the answer (only when stdout is a terminal; never in a pipe).")
 @click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Save the whole conversation (as --history reads it) after the answer.")
-def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, save_path,
-        **params):
+def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
+        save_path, **params):
     """Ask once; the answer streams to stdout.
 
     The message is built from, in order: each -f FILE (as a fenced block headed by its name), piped
@@ -213,7 +215,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     else:
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
-            save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings)
+            save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown)
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
@@ -288,7 +290,7 @@ def enabled_tools(settings):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None):
+            pre_warnings=(), transport=None, render_markdown=False):
     import time
 
     from .chat import ChatRun, make_tool_settings
@@ -307,7 +309,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         renderer = JSONLRenderer(out, err, err_tty, color)
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
-                                show_usage=show_usage)
+                                show_usage=show_usage, render_markdown=render_markdown)
     recorder = None
     if settings.debug:
         from .record import Recorder

@@ -115,9 +115,17 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
 
 class TextRenderer:
     def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, show_reasoning: Optional[bool] = None,
-                 show_usage: bool = False):
+                 show_usage: bool = False, render_markdown: bool = False):
         self.out = out
         self.out_tty = out_tty
+        self.markdown = None
+        if render_markdown and out_tty and color_enabled(out):
+            # Markdown is styled only on a terminal, never in a pipe (issue 7).
+            import shutil
+
+            from .markdown import MarkdownStream
+
+            self.markdown = MarkdownStream(out, shutil.get_terminal_size().columns)
         self.diag = Diagnostics(err, color and err_tty)
         self.err = err
         self.color = color and err_tty
@@ -153,7 +161,10 @@ class TextRenderer:
     def _write(self, text):
         if not text:
             return
-        self.out.write(text)
+        if self.markdown is not None:
+            self.markdown.write(text)
+        else:
+            self.out.write(text)
         self.wrote_text = True
         self.ends_with_newline = text.endswith("\n")
         now = time.monotonic()
@@ -181,6 +192,8 @@ class TextRenderer:
 
     def finish(self, run, error: Optional[LLMCliError]):
         self._end_reasoning()
+        if self.markdown is not None:
+            self.markdown.finish()
         if self.wrote_text and not self.ends_with_newline:
             self.out.write("\n")
             self.ends_with_newline = True
