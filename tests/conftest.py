@@ -32,6 +32,12 @@ def isolated_env(tmp_path, monkeypatch):
     yield home
 
 
+@pytest.fixture(params=["as_written", "one_write", "bytewise"])
+def way(request):
+    """Feed a stream as written, in one write, and one byte per write: the result must not change."""
+    return request.param
+
+
 @pytest.fixture
 def server():
     srv = LocalServer().start()

@@ -89,6 +89,11 @@ def split_three_ways(pieces):
     }
 
 
+def rechunk(pieces, way):
+    """One of split_three_ways' forms by name (the `way` fixture's parameter)."""
+    return split_three_ways(pieces)[way]
+
+
 Handler = Callable[["_RequestHandler", Recorded], None]
 
 

@@ -6,25 +6,8 @@ chunk, and one byte per chunk (the `way` fixture).
 
 import pytest
 
+from localserver import rechunk
 from llmcli.sse import SSEDecoder, SSEEvent, iter_sse_events
-
-WAYS = ("as_written", "whole", "bytewise")
-
-
-def rechunk(chunks, way):
-    """The same bytes, split as written, in one chunk, or one byte per chunk."""
-    if way == "as_written":
-        return list(chunks)
-    joined = b"".join(chunks)
-    if way == "whole":
-        return [joined]
-    return [joined[i:i + 1] for i in range(len(joined))]
-
-
-@pytest.fixture(params=WAYS)
-def way(request):
-    return request.param
-
 
 def decode(chunks, way):
     decoder = SSEDecoder()

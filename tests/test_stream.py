@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from localserver import rechunk
 from llmcli.errors import HTTPError, StreamError
 from llmcli.status import ExitStatus
 from llmcli.sse import SSEEvent, iter_sse_events
@@ -23,24 +24,6 @@ from llmcli.stream import (
     UsageUpdate,
     decode_non_streamed,
 )
-
-WAYS = ("as_written", "whole", "bytewise")
-
-
-def rechunk(chunks, way):
-    """The same bytes, split as written, in one chunk, or one byte per chunk."""
-    if way == "as_written":
-        return list(chunks)
-    joined = b"".join(chunks)
-    if way == "whole":
-        return [joined]
-    return [joined[i:i + 1] for i in range(len(joined))]
-
-
-@pytest.fixture(params=WAYS)
-def way(request):
-    return request.param
-
 
 def run(chunks, way="as_written"):
     """Bytes → SSEDecoder → StreamDecoder. Returns (typed events, decoder)."""
