@@ -216,3 +216,18 @@ def test_base_url_without_scheme_exit_3():
     r = invoke("ask", "--base-url", "127.0.0.1:9/v1", "q")
     assert r.exit_code == 3
     assert "has no scheme" in r.stderr
+
+
+def test_no_prompt_on_a_terminal_is_a_usage_error_not_a_hang(server):
+    import os
+    import sys
+
+    import pexpect
+
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "ask", "--base-url", server.base_url],
+                          env=dict(os.environ), encoding="utf-8", timeout=10)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert "llmcli: error: no prompt" in child.before
+    assert server.requests == []
