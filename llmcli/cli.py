@@ -465,9 +465,14 @@ def chat(message, vi_mode, show_reasoning, **params):
     """Interactive chat (REPL) with history, multi-line input, commands and streaming.
 
     \b
-    Keys: Enter sends; Alt+Enter or Esc Enter inserts a newline (pasted text is one message);
-    Ctrl-R searches history; Tab completes /commands; Ctrl-C stops an answer or clears the line;
-    Ctrl-D exits. Type /help for the commands.
+    Keys:
+      Enter                  send
+      Alt+Enter, Esc Enter   insert a newline (pasted text is one message)
+      Ctrl-R                 search history
+      Tab                    complete /commands
+      Ctrl-C                 stop an answer, or clear the line
+      Ctrl-D                 exit
+    Type /help for the commands.
     """
     from .errors import UsageError
 
@@ -523,7 +528,8 @@ def tool_command_options(f):
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("query", nargs=-1, required=True)
-@click.option("-n", "--count", type=click.IntRange(1, 10), default=5, show_default=True, help="Number of results.")
+@click.option("-n", "--count", type=click.IntRange(1, 10), default=5, show_default=True, metavar="N",
+              help="Number of results.")
 @tool_command_options
 def search(query, count, json_output, **params):
     """Run the web_search tool directly (Brave or SearXNG, from the config)."""

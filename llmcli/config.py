@@ -204,13 +204,25 @@ def _check_keys(data: dict, path: str) -> List[str]:
             if key not in known:
                 warnings.append(f"{path}: unknown config key '{where + '.' if where else ''}{key}' (ignored)")
 
+    def mapping(value, where):
+        # Sections read with .items()/dict.update()/[] must be mappings: a list or a string there is a
+        # config error (exit 3) with the file's name, not an unexpected crash.
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{where}' must be a mapping")
+
     check(data, KNOWN_TOP_KEYS, "")
+    for section in ("providers", "aliases", "options", "local"):
+        mapping(data.get(section), section)
     for name, prov in (data.get("providers") or {}).items():
         check(prov or {}, KNOWN_PROVIDER_KEYS, f"providers.{name}")
+        for section in ("headers", "options", "timeouts"):
+            mapping((prov or {}).get(section), f"providers.{name}.{section}")
     if "timeouts" in data:
         check(data["timeouts"] or {}, KNOWN_TIMEOUT_KEYS, "timeouts")
     if "tools" in data:
         check(data["tools"] or {}, KNOWN_TOOLS_KEYS, "tools")
+        for section in ("web_search", "web_fetch"):
+            mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
     return warnings
@@ -346,9 +358,10 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         if len(present) == 1:
             provider, provider_src = present[0], f"{PRESETS[present[0]].key_env} is set"
         elif len(present) > 1:
-            warnings.append(
+            # Guessing would send the prompt somewhere the user did not choose; ask instead.
+            raise ConfigError(
                 "several provider keys are set (" + ", ".join(PRESETS[p].key_env for p in present)
-                + "); pick one with -p/--provider or default_provider in the config file"
+                + "); pick one with -p/--provider, LLMCLI_PROVIDER or default_provider in the config file"
             )
     if provider is not None:
         provider = canonical_provider(str(provider))
@@ -358,7 +371,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         sources["provider"] = provider_src or "default"
 
     prov_cfg = providers_cfg.get(provider) if provider else None
-    if provider and prov_cfg is None and provider not in PRESETS and provider != LOCAL_PROVIDER:
+    if provider and provider not in providers_cfg and provider not in PRESETS and provider != LOCAL_PROVIDER:
         known = ", ".join(known_provider_names(data))
         raise ConfigError(f"unknown provider '{provider}' (known: {known})")
     prov_cfg = prov_cfg or {}
