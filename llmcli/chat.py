@@ -315,8 +315,6 @@ class ChatRun:
 def _without_calls(turn: TurnResult) -> dict:
     msg = turn.assistant_message()
     msg.pop("tool_calls", None)
-    if msg.get("content") is None:
-        msg["content"] = ""
     return msg
 
 

@@ -271,7 +271,7 @@ def make_transport(settings, recorder=None, run_deadline=None):
     if settings.is_local:
         from .local import LocalTransport
 
-        return LocalTransport(settings)
+        return LocalTransport(settings, run_deadline=run_deadline)
     if not settings.base_url:
         from .errors import ConfigError
 
@@ -279,6 +279,14 @@ def make_transport(settings, recorder=None, run_deadline=None):
     from .client import HTTPTransport
 
     return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
+
+
+def announce_local_model(settings, transport, diag):
+    """With no provider configured, say once which model answers, and how to use another (issue 6)."""
+    describe = getattr(transport, "describe", None)
+    if describe is not None and settings.is_local and settings.source_of("provider").startswith("default"):
+        diag.note(f"llmcli: no provider configured; answering with the local model {describe()} "
+                  "(to use another, configure a provider: llmcli config init)")
 
 
 def enabled_tools(settings):
@@ -322,6 +330,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     confirm = make_confirm(err) if settings.confirm_tools else None
     if transport is None:
         transport = make_transport(settings, recorder, deadline)
+    announce_local_model(settings, transport, diag)
     run = ChatRun(transport, settings, messages, tools=tools,
                   tool_settings=make_tool_settings(settings) if tools else None, confirm=confirm, stream=stream)
     error = None

@@ -120,6 +120,8 @@ def normalise_message(message, source: str, number: int) -> dict:
     if role not in VALID_ROLES:
         raise InputError(f"{source}: message {number} has an invalid role {role!r}")
     msg = dict(message)
+    if role == "assistant" and msg.get("content") is None:
+        msg["content"] = ""  # llama.cpp-family servers reject null content (see TurnResult.assistant_message)
     if role == "assistant" and msg.get("tool_calls"):
         calls = []
         for call in msg["tool_calls"]:

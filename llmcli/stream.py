@@ -362,12 +362,11 @@ class TurnResult:
 
         Reasoning and refusal are not sent back: several providers reject unknown fields in input.
         """
-        message: Dict[str, Any] = {"role": "assistant"}
+        # "" rather than null when the turn only called tools: OpenAI accepts either, but
+        # llama-cpp-python's server (HTTP 500), llama.cpp's server (ggml-org/llama.cpp#13471) and SGLang reject null.
+        message: Dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.tool_calls:
-            message["content"] = self.content or None
             message["tool_calls"] = [call.to_message_dict() for call in self.tool_calls]
-        else:
-            message["content"] = self.content
         return message
 
 

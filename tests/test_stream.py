@@ -265,7 +265,7 @@ def test_llama_cpp_repeated_id_and_name_plus_legacy_function_call(way):
     assert result.tool_calls == [
         call("call_k1AbC", "get_weather", '{"city": "Paris"}', {"city": "Paris"})]
     assert result.assistant_message() == {
-        "role": "assistant", "content": None, "tool_calls": [
+        "role": "assistant", "content": "", "tool_calls": [
             {"id": "call_k1AbC", "type": "function",
              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
 
