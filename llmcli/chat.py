@@ -7,11 +7,11 @@ has what arrived (PROTOCOL.md §2: "the user keeps what arrived").
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from .config import Settings
-from .errors import LLMCliError, StreamError, ToolError, ToolRoundLimit
+from .errors import LLMCliError, ToolError, ToolRoundLimit
 from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult, UsageUpdate
 
 
@@ -198,6 +198,7 @@ class ChatRun:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
                 self.messages.append(turn.assistant_message())
+                self.current_turn_text = []  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
                 if not calls:
                     return

@@ -26,10 +26,6 @@ Exit codes:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that streams close and partial output is kept."""
-
-
 # --------------------------------------------------------------------------------------------
 # completion helpers (cheap: they run on every TAB)
 
@@ -267,43 +263,11 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
     return messages, warnings
 
 
-def make_transport(settings, recorder=None, run_deadline=None):
-    if settings.is_local:
-        from .local import LocalTransport
-
-        return LocalTransport(settings, run_deadline=run_deadline)
-    if not settings.base_url:
-        from .errors import ConfigError
-
-        raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
-    from .client import HTTPTransport
-
-    return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
-
-
-def announce_local_model(settings, transport, diag):
-    """With no provider configured, say once which model answers, and how to use another (issue 6)."""
-    describe = getattr(transport, "describe", None)
-    if describe is not None and settings.is_local and settings.source_of("provider").startswith("default"):
-        diag.note(f"llmcli: no provider configured; answering with the local model {describe()} "
-                  "(to use another, configure a provider: llmcli config init)")
-
-
-def enabled_tools(settings):
-    if not settings.tools:
-        return []
-    from .tools import get_tool
-
-    return [get_tool(name) for name in settings.tools]
-
-
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
             pre_warnings=(), transport=None, render_markdown=False):
-    import time
-
-    from .chat import ChatRun, make_tool_settings
-    from .errors import Interrupted, LLMCliError
+    from .errors import Interrupted
     from .output import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
+    from .runner import RunWiring, Terminated, announce_local_model
 
     out, err = sys.stdout, sys.stderr
     out_tty, err_tty = _isatty(out), _isatty(err)
@@ -318,79 +282,27 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
                                 show_usage=show_usage, render_markdown=render_markdown)
-    recorder = None
-    if settings.debug:
-        from .record import Recorder
-
-        recorder = Recorder()
-        diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
-                  f"model={settings.model} key={'set' if settings.api_key else 'none'}")
-    deadline = time.monotonic() + settings.max_time if settings.max_time else None
-    tools = enabled_tools(settings)
-    confirm = make_confirm(err) if settings.confirm_tools else None
-    if transport is None:
-        transport = make_transport(settings, recorder, deadline)
-    announce_local_model(settings, transport, diag)
-    run = ChatRun(transport, settings, messages, tools=tools,
-                  tool_settings=make_tool_settings(settings) if tools else None, confirm=confirm, stream=stream)
-    error = None
-    try:
-        for ev in run.events():
-            renderer.handle(ev)
-    except LLMCliError as exc:
-        error = exc
-    except KeyboardInterrupt as exc:
-        error = Interrupted("terminated" if isinstance(exc, Terminated) else "interrupted",
-                            ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED)
-    renderer.finish(run, error)
-    if settings.debug:
-        diag.note(f"llmcli: debug: {run.timing()} finish_reason={run.finish_reason} chars={len(run.content)}")
-        if error is not None and recorder is not None and settings.home:
-            try:
-                path = recorder.save(settings.home, str(error))
-                diag.note(f"llmcli: debug: saved a replayable record to {path} (llmcli replay {path})")
-            except OSError as exc:
-                diag.warning(f"could not save the debug record: {exc}")
+    wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
+    announce_local_model(settings, wiring.run.transport, diag)
+    error, stopped = wiring.drive(renderer)
+    if stopped is not None:
+        terminated = isinstance(stopped, Terminated)
+        error = Interrupted("terminated" if terminated else "interrupted",
+                            ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED)
+    renderer.finish(wiring.run, error)
+    wiring.after(error)
     if save_path:
         from .history import dump_history
 
-        dump_history(run.messages, save_path)
+        dump_history(wiring.run.messages, save_path)
     if error is not None:
         raise error
 
 
-def make_confirm(err):
-    """--confirm-tools: ask on the terminal; with no terminal, refuse every call."""
-
-    def confirm(call):
-        from .chat import describe_arguments
-
-        if not _isatty(err):
-            return "no"
-        try:
-            tty = open("/dev/tty", "r+")  # stdin may be the piped prompt; ask the terminal itself
-        except OSError:
-            return "no"
-        with tty:
-            while True:
-                tty.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
-                tty.flush()
-                answer = tty.readline().strip().lower()
-                if answer in ("y", "yes"):
-                    return "yes"
-                if answer in ("a", "always"):
-                    return "always"
-                if answer in ("n", "no", ""):
-                    return "no"
-
-    return confirm
-
-
 def _isatty(stream) -> bool:
-    try:
-        return bool(stream) and stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    from .runner import isatty
+
+    return isatty(stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +313,8 @@ def main(args=None, prog_name="llmcli"):
     import signal
 
     def on_sigterm(signum, frame):
+        from .runner import Terminated
+
         raise Terminated()
 
     try:
@@ -416,10 +330,11 @@ def run_cli(args=None, prog_name="llmcli") -> int:
 
     try:
         try:
-            cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+            code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
         except click.exceptions.Exit as exc:
             return exc.exit_code
-        return ExitStatus.OK
+        # standalone_mode=False: click *returns* the code of an Exit(code) raised by a command.
+        return code if isinstance(code, int) else ExitStatus.OK
     except click.exceptions.Abort:
         _stderr("llmcli: interrupted")
         return ExitStatus.INTERRUPTED
@@ -434,6 +349,8 @@ def run_cli(args=None, prog_name="llmcli") -> int:
         _silence_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt as exc:
+        from .runner import Terminated
+
         _stderr("llmcli: terminated" if isinstance(exc, Terminated) else "llmcli: interrupted")
         return ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED
     except Exception as exc:  # the last resort: one line, never a traceback

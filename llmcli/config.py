@@ -9,7 +9,7 @@ import os
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import ConfigError

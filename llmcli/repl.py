@@ -1,0 +1,592 @@
+"""`llmcli chat`: a prompt-toolkit REPL on top of `chat.ChatRun` and `output.TextRenderer`.
+
+Two halves, kept apart so that each is easy to read and to test:
+
+* `ChatSession` is the conversation: the message list, the settings that change during a session
+  (/model, /system, /tools, /option), files waiting for the next message, usage, and every
+  /command. It is plain Python: no prompt_toolkit, no terminal, no sys.stdout.
+* `run_repl` is the thin terminal loop: read a line with prompt_toolkit, hand it to the session,
+  stream the answer when the session says so, print one line per error, repeat.
+
+Ctrl-C while an answer streams must stop it at once (issue: "returns to the prompt within a
+second"). The ChatRun runs in the main thread, so SIGINT arrives as KeyboardInterrupt inside the
+socket read; closing the `events()` generator runs its `finally` blocks, which close the HTTP
+response, so the server sees the connection go away immediately. What arrived is kept, marked.
+"""
+
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+
+from .chat import ChatRun, sum_usage
+from .config import PRESETS, Settings, parse_option_value
+from .errors import Interrupted, LLMCliError, UsageError
+from .history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
+                      read_file_bytes)
+from .output import Diagnostics, TextRenderer, color_enabled
+from .status import ExitStatus
+
+# Appended to a partial answer kept in the conversation, so that the model (and the user reading a
+# saved conversation) can tell that the text stops early on purpose.
+INTERRUPTED_MARKER = "\n[interrupted]"
+INCOMPLETE_MARKER = "\n[incomplete]"  # the stream failed (network, server) after some text arrived
+
+PROMPT = "> "
+HISTORY_FILE = "chat_history"
+FALLBACK_TOOL_NAMES = ("web_search", "web_fetch")
+# Offered by Tab after /option; any key is accepted, as with -o.
+COMMON_OPTIONS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty",
+                  "frequency_penalty", "reasoning_effort")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    help: str
+
+
+COMMANDS = (
+    Command("help", "/help", "this list"),
+    Command("model", "/model [NAME]", "show the model, or switch for the following turns"),
+    Command("system", "/system [TEXT]", "show the system prompt, or set it"),
+    Command("tools", "/tools [on|off|NAME…]", "show the tools, enable all, disable, or enable these"),
+    Command("option", "/option KEY [VALUE]", "set a request option like -o; without VALUE, remove it"),
+    Command("file", "/file PATH", "add a text file to the next message"),
+    Command("retry", "/retry", "regenerate the last answer"),
+    Command("undo", "/undo", "drop the last exchange (your message and the answer)"),
+    Command("clear", "/clear", "empty the conversation (the system prompt stays)"),
+    Command("save", "/save FILE", "save the conversation (JSON; .jsonl, .yaml by extension)"),
+    Command("load", "/load FILE", "replace the conversation with a saved one (as --history reads)"),
+    Command("usage", "/usage", "tokens of the last answer and of the whole conversation"),
+    Command("reasoning", "/reasoning [on|off]", "show or hide the model's reasoning"),
+    Command("exit", "/exit, /quit", "leave (Ctrl-D does too)"),
+)
+COMMAND_ALIASES = {"quit": "exit"}
+COMMAND_NAMES = tuple(c.name for c in COMMANDS) + tuple(COMMAND_ALIASES)
+
+KEYS_HELP = ("Keys: Enter sends; Alt+Enter or Esc Enter inserts a newline (a paste is one message); "
+             "Ctrl-R searches history; Tab completes; Ctrl-C stops an answer or clears the line; Ctrl-D exits. "
+             "Start a message with // to send a leading /.")
+
+
+@dataclass
+class Outcome:
+    """What the REPL does after a line: print `text` and `warnings`, then maybe send a turn or exit."""
+
+    text: str = ""
+    warnings: List[str] = field(default_factory=list)
+    send: bool = False
+    exit: bool = False
+
+
+def available_tool_names() -> Tuple[str, ...]:
+    try:
+        from .tools import BUILTIN_TOOLS
+    except ImportError:
+        return FALLBACK_TOOL_NAMES
+    return tuple(str(getattr(tool, "name", tool)) for tool in BUILTIN_TOOLS)
+
+
+def initial_messages(system: Optional[str], history: List[dict]) -> List[dict]:
+    """As `ask` builds them: a system prompt from the settings replaces any in the history."""
+    if not system:
+        return list(history)
+    return [{"role": "system", "content": system}] + [m for m in history if m.get("role") != "system"]
+
+
+def close_open_tool_calls(messages: List[dict]) -> None:
+    """Answer tool calls a stopped run never ran: the API refuses a call without its `tool` reply."""
+    for index in range(len(messages) - 1, -1, -1):
+        msg = messages[index]
+        if msg.get("role") == "user":
+            return
+        if msg.get("role") == "assistant" and msg.get("tool_calls"):
+            answered = {m.get("tool_call_id") for m in messages[index + 1:] if m.get("role") == "tool"}
+            for call in msg["tool_calls"]:
+                if call.get("id") not in answered:
+                    messages.append({"role": "tool", "tool_call_id": call.get("id"),
+                                     "content": "error: not run (interrupted)"})
+            return
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _format_usage(usage: Optional[dict]) -> str:
+    if not usage:
+        return "not reported"
+    parts = []
+    for key, label in (("prompt_tokens", "in"), ("completion_tokens", "out"), ("total_tokens", "total")):
+        if isinstance(usage.get(key), (int, float)):
+            parts.append(f"{label} {usage[key]:,}")
+    return ", ".join(parts) or "not reported"
+
+
+class ChatSession:
+    """The conversation and the settings a session can change; every /command acts on it."""
+
+    def __init__(self, settings: Settings, history: Optional[List[dict]] = None, show_reasoning: bool = True,
+                 config: Optional[dict] = None):
+        self.settings = settings
+        self.messages: List[dict] = initial_messages(settings.system, history or [])
+        self.show_reasoning = show_reasoning
+        self.config = config if isinstance(config, dict) else {}
+        self.pending_files: List[Tuple[str, str]] = []
+        self.answers = 0
+        self.last_usage: Optional[dict] = None  # the last answer's (summed over its tool rounds)
+        self.usages: List[dict] = []  # every answer's, for /usage totals
+        self.context_tokens: Optional[int] = None  # total_tokens of the last request: the conversation's size
+        self.server_model: Optional[str] = None
+
+    # -- lines --------------------------------------------------------------------------------
+    def submit(self, line: str) -> Outcome:
+        """A line from the prompt: a /command, or a message to send ('//' sends a leading '/')."""
+        if line.startswith("/") and not line.startswith("//"):
+            return self.run_command(line)
+        if line.startswith("//"):
+            line = line[1:]
+        if not line.strip():
+            return Outcome()
+        return self.add_user_message(line)
+
+    def add_user_message(self, text: str) -> Outcome:
+        content = build_user_message(text, None, self.pending_files)
+        if content is None:
+            return Outcome()
+        self.pending_files = []
+        self.messages.append({"role": "user", "content": content})
+        warnings = []
+        size = len(content.encode("utf-8"))
+        if size > self.settings.max_input_bytes:
+            warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
+                            f"{self.settings.max_input_bytes:,}); it may exceed the model's context")
+        return Outcome(warnings=warnings, send=True)
+
+    def finish_turn(self, run: ChatRun, error: Optional[LLMCliError] = None, interrupted: bool = False) -> None:
+        """Take the run's messages; after a failure or Ctrl-C keep the partial answer, marked.
+
+        The user's message is in run.messages whatever happened, so /retry always has something to resend.
+        """
+        messages = list(run.messages)
+        if error is not None or interrupted:
+            close_open_tool_calls(messages)
+            partial = run.partial_assistant_message(INTERRUPTED_MARKER if interrupted else INCOMPLETE_MARKER)
+            if partial is not None:
+                messages.append(partial)
+        self.messages = messages
+        if run.model:
+            self.server_model = run.model
+        if run.usages:
+            self.answers += 1
+            self.last_usage = run.usage
+            self.usages.append(run.usage)
+            total = run.usages[-1].get("total_tokens")
+            if isinstance(total, int):
+                self.context_tokens = total
+
+    # -- commands -----------------------------------------------------------------------------
+    def run_command(self, line: str) -> Outcome:
+        name, _, arg = line[1:].partition(" ")
+        if not name and not arg:
+            return self._cmd_help("")
+        name = name.strip().lower()
+        name = COMMAND_ALIASES.get(name, name)
+        method = getattr(self, f"_cmd_{name}", None)
+        if method is None:
+            raise UsageError(f"unknown command /{name} (type /help for the commands)")
+        return method(arg.strip())
+
+    def _cmd_help(self, arg):
+        width = max(len(c.usage) for c in COMMANDS)
+        lines = [f"  {c.usage.ljust(width)}  {c.help}" for c in COMMANDS]
+        return Outcome("Commands:\n" + "\n".join(lines) + "\n" + KEYS_HELP)
+
+    def _cmd_exit(self, arg):
+        return Outcome(exit=True)
+
+    def _cmd_model(self, arg):
+        if not arg:
+            shown = self.settings.model or "(the server's default)"
+            if self.server_model and self.server_model != self.settings.model:
+                shown += f" (the server reported {self.server_model})"
+            return Outcome(f"model: {shown}")
+        model = self.resolve_model(arg)
+        self.settings = self.settings.with_changes(model=model)
+        return Outcome(f"model: {model}" + (f" (alias {arg})" if model != arg else ""))
+
+    def resolve_model(self, name: str) -> str:
+        """An alias from the config, else the name; 'provider/model' for this provider drops the prefix."""
+        aliases = self.config.get("aliases")
+        model = str(aliases[name]) if isinstance(aliases, dict) and name in aliases else name
+        prefix, _, rest = model.partition("/")
+        if rest and self.settings.provider and prefix == self.settings.provider:
+            model = rest
+        return model
+
+    def model_choices(self) -> List[str]:
+        """For Tab after /model: the config's aliases and this provider's models, and the current model."""
+        data = self.config
+        names = []
+        if isinstance(data.get("aliases"), dict):
+            names += [str(a) for a in data["aliases"]]
+        providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+        if self.settings.provider in providers:
+            chosen = [providers[self.settings.provider]]
+        else:
+            chosen = list(providers.values())
+        for prov in chosen:
+            if isinstance(prov, dict):
+                names += [str(m) for m in [prov.get("model")] + list(prov.get("models") or []) if m]
+        if data.get("model"):
+            names.append(str(data["model"]))
+        preset = PRESETS.get(self.settings.provider or "")
+        if preset and preset.model:
+            names.append(preset.model)
+        if self.settings.model:
+            names.append(self.settings.model)
+        return list(dict.fromkeys(names))
+
+    def system_prompt(self) -> Optional[str]:
+        if self.messages and self.messages[0].get("role") == "system":
+            return self.messages[0].get("content")
+        return None
+
+    def _cmd_system(self, arg):
+        if not arg:
+            current = self.system_prompt()
+            return Outcome(f"system: {current}" if current else "no system prompt (set one with /system TEXT)")
+        if self.system_prompt() is not None:
+            self.messages[0] = {"role": "system", "content": arg}
+        else:
+            self.messages.insert(0, {"role": "system", "content": arg})
+        return Outcome("system prompt set")
+
+    def _cmd_tools(self, arg):
+        available = available_tool_names()
+        words = arg.split()
+        if not words:
+            if self.settings.tools:
+                return Outcome("tools: " + ", ".join(self.settings.tools))
+            return Outcome(f"tools: off (available: {', '.join(available)}; /tools on enables all)")
+        if words == ["on"]:
+            tools = tuple(available)
+        elif words == ["off"]:
+            tools = ()
+        else:
+            unknown = [w for w in words if w not in available]
+            if unknown:
+                raise UsageError(f"unknown tool {', '.join(unknown)} (available: {', '.join(available)}; "
+                                 "or /tools on, /tools off)")
+            tools = tuple(dict.fromkeys(words))
+        self.settings = self.settings.with_changes(tools=tools)
+        return Outcome("tools: " + (", ".join(tools) if tools else "off"))
+
+    def _cmd_option(self, arg):
+        options = dict(self.settings.options)
+        if not arg:
+            if not options:
+                return Outcome("no request options (set one with /option KEY VALUE)")
+            return Outcome("\n".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in options.items()))
+        key, _, value = arg.partition(" ")
+        if value.strip():
+            options[key] = parse_option_value(value.strip())
+            text = f"{key} = {json.dumps(options[key], ensure_ascii=False)}"
+        else:
+            options.pop(key, None)
+            text = f"{key} removed"
+        self.settings = self.settings.with_changes(options=tuple(options.items()))
+        return Outcome(text)
+
+    def _cmd_file(self, arg):
+        if not arg:
+            if not self.pending_files:
+                raise UsageError("usage: /file PATH")
+            return Outcome("for the next message: " + ", ".join(name for name, _ in self.pending_files))
+        name = _unquote(arg)
+        warnings: List[str] = []
+        text = decode_input(read_file_bytes(os.path.expanduser(name)), name, warnings)
+        self.pending_files.append((name, text))
+        size = len(format_file_block(name, text))
+        return Outcome(f"added {name} ({size:,} characters) to the next message", warnings)
+
+    def _last_user_index(self) -> Optional[int]:
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].get("role") == "user":
+                return index
+        return None
+
+    def _cmd_retry(self, arg):
+        index = self._last_user_index()
+        if index is None:
+            raise UsageError("nothing to retry: there is no message yet")
+        del self.messages[index + 1:]
+        return Outcome(send=True)
+
+    def _cmd_undo(self, arg):
+        index = self._last_user_index()
+        if index is None:
+            raise UsageError("nothing to undo")
+        removed = len(self.messages) - index
+        del self.messages[index:]
+        self.context_tokens = None
+        return Outcome(f"removed the last exchange ({removed} message{'s' if removed != 1 else ''})")
+
+    def _cmd_clear(self, arg):
+        system = self.system_prompt()
+        self.messages = [{"role": "system", "content": system}] if system is not None else []
+        self.pending_files = []
+        self.context_tokens = None
+        return Outcome("conversation cleared" + (" (the system prompt stays)" if system is not None else ""))
+
+    def _cmd_save(self, arg):
+        if not arg:
+            raise UsageError("usage: /save FILE")
+        path = os.path.expanduser(_unquote(arg))
+        dump_history(self.messages, path)
+        return Outcome(f"saved {len(self.messages)} messages to {path}")
+
+    def _cmd_load(self, arg):
+        if not arg:
+            raise UsageError("usage: /load FILE")
+        loaded = load_history(os.path.expanduser(_unquote(arg)))
+        system = self.system_prompt()
+        # The file is the conversation; without a system message of its own, ours stays.
+        if system is not None and not any(m.get("role") == "system" for m in loaded):
+            loaded.insert(0, {"role": "system", "content": system})
+        self.messages = loaded
+        self.context_tokens = None
+        return Outcome(f"loaded {len(loaded)} messages")
+
+    def _cmd_usage(self, arg):
+        if not self.usages:
+            return Outcome("no usage reported yet")
+        total = sum_usage(self.usages)
+        return Outcome(f"last answer: {_format_usage(self.last_usage)}\n"
+                       f"conversation ({self.answers} answer{'s' if self.answers != 1 else ''}): "
+                       f"{_format_usage(total)}")
+
+    def _cmd_reasoning(self, arg):
+        if arg.lower() in ("on", "off"):
+            self.show_reasoning = arg.lower() == "on"
+        elif arg:
+            raise UsageError("usage: /reasoning [on|off]")
+        else:
+            self.show_reasoning = not self.show_reasoning
+        return Outcome("reasoning: " + ("shown" if self.show_reasoning else "hidden"))
+
+    # -- display ------------------------------------------------------------------------------
+    def toolbar_text(self) -> str:
+        s = self.settings
+        where = s.provider or (s.base_url or "").split("://", 1)[-1].split("/", 1)[0]
+        parts = [f"{where}/{s.model or self.server_model or '(default model)'}"]
+        if self.context_tokens is not None:
+            parts.append(f"{self.context_tokens:,} tokens")
+        if s.tools:
+            parts.append("tools: " + ",".join(s.tools))
+        if self.pending_files:
+            parts.append(f"{len(self.pending_files)} file(s) for the next message")
+        parts.append("/help")
+        return " " + " · ".join(parts) + " "
+
+
+class ReplCompleter(Completer):
+    """Tab: /command names, then their arguments (models, paths, tools, option keys, on/off)."""
+
+    def __init__(self, session: ChatSession):
+        self.session = session
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document, complete_event):
+        text = document.text_before_cursor
+        if not text.startswith("/") or "\n" in text:
+            return
+        if " " not in text:
+            for name in COMMAND_NAMES:
+                if name.startswith(text[1:]):
+                    yield Completion("/" + name, start_position=-len(text))
+            return
+        command, _, arg = text.partition(" ")
+        command = COMMAND_ALIASES.get(command[1:], command[1:])
+        arg = arg.lstrip()
+        if command in ("file", "load", "save"):
+            yield from self.paths.get_completions(Document(arg, len(arg)), complete_event)
+            return
+        words = arg.split(" ")
+        word, earlier = words[-1], words[:-1]
+        if command == "model" and not earlier:
+            choices = self.session.model_choices()
+        elif command == "tools":
+            names = list(available_tool_names())
+            choices = (["on", "off"] + names) if not earlier else [n for n in names if n not in earlier]
+        elif command == "option" and not earlier:
+            choices = list(dict.fromkeys(list(self.session.settings.option_dict()) + list(COMMON_OPTIONS)))
+        elif command == "reasoning" and not earlier:
+            choices = ["on", "off"]
+        else:
+            return
+        for choice in choices:
+            if choice.startswith(word):
+                yield Completion(choice, start_position=-len(word))
+
+
+# ------------------------------------------------------------------------------------------------
+# the terminal loop
+
+
+def run_repl(settings: Settings, first_message: Optional[str] = None, history: Optional[List[dict]] = None,
+             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None) -> int:
+    """Read, send, stream, repeat. Returns 0 for /exit or Ctrl-D.
+
+    SIGTERM (cli.Terminated) ends the loop, after the stream in progress was closed, as
+    `Interrupted("terminated", 143)`: run_cli, the one place that maps exceptions to exit codes,
+    prints "llmcli: terminated" and exits 143.
+    """
+    from .runner import Terminated, announce_local_model, make_transport
+
+    chat_config = dict(settings.chat)
+    if vi_mode is None:
+        vi_mode = bool(chat_config.get("vi_mode"))
+    if show_reasoning is None:
+        show_reasoning = bool(chat_config.get("show_reasoning", True))
+    session = ChatSession(settings, history, show_reasoning=show_reasoning, config=_config_data(settings))
+    diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
+    for message in settings.warnings:
+        diag.warning(message)
+    # A transport now, not only per answer: an unusable connection (no base URL, the local extra
+    # missing) fails before anything is typed, and the local provider says once which model answers.
+    announce_local_model(settings, make_transport(settings), diag)
+    prompt = _make_prompt(session, vi_mode, diag)
+    diag.note(f"llmcli chat ·{session.toolbar_text().rstrip()} for commands · Ctrl-D exits")
+    pending = first_message
+    while True:
+        try:
+            if pending is not None:
+                outcome, pending = session.add_user_message(pending), None
+            else:
+                try:
+                    line = prompt.prompt(PROMPT)
+                except EOFError:
+                    return ExitStatus.OK
+                outcome = session.submit(line)
+            _show(outcome, diag, sys.stderr)
+            if outcome.exit:
+                return ExitStatus.OK
+            if outcome.send:
+                stream_answer(session, diag)
+        except LLMCliError as exc:
+            diag.error(str(exc))
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                # As run_ask does: click would turn a KeyboardInterrupt into "Abort" (130).
+                raise Interrupted("terminated", ExitStatus.TERMINATED) from None
+            # Ctrl-C at the prompt clears the line; anywhere else outside a stream, back to the prompt.
+
+
+def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -> None:
+    """One run: stream it to the terminal, then put what happened into the conversation.
+
+    Ctrl-C stops the answer and keeps it (marked); an LLMCliError prints one line; a SIGTERM
+    (cli.Terminated) closes the stream the same way, then propagates so that the REPL exits with 143.
+    """
+    from .runner import RunWiring, Terminated
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    settings = session.settings
+    # Markdown is styled on a terminal unless the config says `chat: {render: false}` (issue 7).
+    render = bool(dict(settings.chat).get("render", True))
+    renderer = TextRenderer(out, err, _isatty(out), _isatty(err), color_enabled(err),
+                            show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render)
+    wiring = RunWiring(settings, session.messages, diag, err)
+    _sigint_raises()
+    error, stopped = wiring.drive(renderer)
+    session.finish_turn(wiring.run, error, interrupted=stopped is not None)
+    renderer.finish(wiring.run, error)
+    if error is not None:
+        diag.error(str(error))
+    wiring.after(error)
+    if stopped is not None:
+        if isinstance(stopped, Terminated):
+            raise stopped
+        diag.note("[interrupted]")
+
+
+def _show(outcome: Outcome, diag: Diagnostics, err) -> None:
+    for message in outcome.warnings:
+        diag.warning(message)
+    if outcome.text:
+        err.write(outcome.text + "\n")
+        err.flush()
+
+
+def _sigint_raises() -> None:
+    """SIGINT must raise KeyboardInterrupt while streaming (prompt_toolkit swaps handlers during input)."""
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread (embedded use): nothing to do
+        pass
+
+
+def _isatty(stream) -> bool:
+    from .runner import isatty
+
+    return isatty(stream)
+
+
+def _config_data(settings: Settings) -> dict:
+    """The config file again, for what Settings does not carry: aliases and model lists for /model."""
+    if not settings.config_path:
+        return {}
+    from .config import load_config_file
+
+    try:
+        data, _ = load_config_file(settings.config_path)
+    except LLMCliError:
+        return {}
+    return data
+
+
+def _make_prompt(session: ChatSession, vi_mode: bool, diag: Diagnostics):
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.enums import EditingMode
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    bindings = KeyBindings()
+
+    # Enter sends (multiline=False); Alt+Enter — which terminals send as Esc Enter — inserts a newline.
+    # This replaces prompt_toolkit's emacs binding of Esc Enter to accept-line: user bindings win.
+    @bindings.add("escape", "enter")
+    def _newline(event):
+        event.current_buffer.insert_text("\n")
+
+    history = InMemoryHistory()
+    if session.settings.home:
+        try:
+            os.makedirs(session.settings.home, exist_ok=True)
+            history = FileHistory(os.path.join(session.settings.home, HISTORY_FILE))
+        except OSError as exc:
+            diag.warning(f"input history is not saved: cannot create {session.settings.home}: "
+                         f"{exc.strerror or exc}")
+    return PromptSession(
+        history=history,
+        multiline=False,
+        key_bindings=bindings,
+        editing_mode=EditingMode.VI if vi_mode else EditingMode.EMACS,
+        completer=ReplCompleter(session),
+        complete_while_typing=False,
+        bottom_toolbar=session.toolbar_text,
+        prompt_continuation=lambda width, line_number, is_soft_wrap: "." * (width - 1) + " ",
+    )

@@ -1,0 +1,127 @@
+"""Wiring shared by `ask` and `chat`: settings → transport, tools, confirmation → a ChatRun, driven
+into a renderer. Sits below cli.py and repl.py (which both use it) and above chat/client/tools.
+"""
+
+import sys
+import time
+from typing import Optional, Tuple
+
+from .chat import ChatRun, make_tool_settings
+from .errors import ConfigError, LLMCliError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that streams close and partial output is kept."""
+
+
+def make_transport(settings, recorder=None, run_deadline=None):
+    if settings.is_local:
+        from .local import LocalTransport
+
+        return LocalTransport(settings, run_deadline=run_deadline)
+    if not settings.base_url:
+        raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
+    from .client import HTTPTransport
+
+    return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
+
+
+def announce_local_model(settings, transport, diag):
+    """With no provider configured, say once which model answers, and how to use another (issue 6)."""
+    describe = getattr(transport, "describe", None)
+    if describe is not None and settings.is_local and settings.source_of("provider").startswith("default"):
+        diag.note(f"llmcli: no provider configured; answering with the local model {describe()} "
+                  "(to use another, configure a provider: llmcli config init)")
+
+
+def enabled_tools(settings):
+    if not settings.tools:
+        return []
+    from .tools import get_tool
+
+    return [get_tool(name) for name in settings.tools]
+
+
+def make_confirm(err):
+    """--confirm-tools: ask on the terminal; with no terminal, refuse every call."""
+
+    def confirm(call):
+        from .chat import describe_arguments
+
+        if not isatty(err):
+            return "no"
+        try:
+            tty = open("/dev/tty", "r+")  # stdin may be the piped prompt; ask the terminal itself
+        except OSError:
+            return "no"
+        with tty:
+            while True:
+                tty.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
+                tty.flush()
+                answer = tty.readline().strip().lower()
+                if answer in ("y", "yes"):
+                    return "yes"
+                if answer in ("a", "always"):
+                    return "always"
+                if answer in ("n", "no", ""):
+                    return "no"
+
+    return confirm
+
+
+def isatty(stream) -> bool:
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class RunWiring:
+    """Everything one ChatRun needs, built from settings; keeps the debug recorder for afterwards."""
+
+    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None):
+        self.settings = settings
+        self.diag = diag
+        self.recorder = None
+        if settings.debug:
+            from .record import Recorder
+
+            self.recorder = Recorder()
+            diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
+                      f"model={settings.model} key={'set' if settings.api_key else 'none'}")
+        deadline = time.monotonic() + settings.max_time if settings.max_time else None
+        tools = enabled_tools(settings)
+        confirm = make_confirm(err or sys.stderr) if settings.confirm_tools else None
+        if transport is None:
+            transport = make_transport(settings, self.recorder, deadline)
+        self.run = ChatRun(transport, settings, messages, tools=tools,
+                           tool_settings=make_tool_settings(settings) if tools else None,
+                           confirm=confirm, stream=stream)
+
+    def drive(self, renderer) -> Tuple[Optional[LLMCliError], Optional[KeyboardInterrupt]]:
+        """Stream the run into the renderer; returns (error, interrupt). The stream is always closed."""
+        events = self.run.events()
+        error = stopped = None
+        try:
+            for ev in events:
+                renderer.handle(ev)
+        except LLMCliError as exc:
+            error = exc
+        except KeyboardInterrupt as exc:
+            stopped = exc
+        finally:
+            # Closing the generator runs ChatRun's finally blocks, which close the HTTP response now:
+            # the server sees the connection go away at once, not when the socket is garbage-collected.
+            events.close()
+        return error, stopped
+
+    def after(self, error):
+        if self.settings.debug:
+            self.diag.note(f"llmcli: debug: {self.run.timing()} finish_reason={self.run.finish_reason} "
+                           f"chars={len(self.run.content)}")
+        if error is not None and self.recorder is not None and self.settings.home:
+            try:
+                path = self.recorder.save(self.settings.home, str(error))
+                self.diag.note(f"llmcli: debug: saved a replayable record to {path} (llmcli replay {path})")
+            except OSError as exc:
+                self.diag.warning(f"could not save the debug record: {exc}")
