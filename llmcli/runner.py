@@ -51,14 +51,19 @@ def make_confirm(err):
         if not isatty(err):
             return "no"
         try:
-            tty = open("/dev/tty", "r+")  # stdin may be the piped prompt; ask the terminal itself
+            # stdin may be the piped prompt: ask the terminal itself. Two handles, because a text-mode
+            # "r+" open of a tty fails ("not seekable").
+            tty_in, tty_out = open("/dev/tty"), open("/dev/tty", "w")
         except OSError:
             return "no"
-        with tty:
+        with tty_in, tty_out:
             while True:
-                tty.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
-                tty.flush()
-                answer = tty.readline().strip().lower()
+                tty_out.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
+                tty_out.flush()
+                line = tty_in.readline()
+                if not line:  # end of input on the terminal: refuse
+                    return "no"
+                answer = line.strip().lower()
                 if answer in ("y", "yes"):
                     return "yes"
                 if answer in ("a", "always"):

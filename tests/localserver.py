@@ -107,7 +107,15 @@ class LocalServer:
         class RequestHandler(_RequestHandler):
             server_ref = outer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # A client that goes away mid-request is a scenario under test, not noise for the log.
+                import sys
+
+                outer.errors.append(sys.exc_info()[1])
+
+        self.errors: List[BaseException] = []
+        self.httpd = Server(("127.0.0.1", 0), RequestHandler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

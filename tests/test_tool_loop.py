@@ -177,3 +177,33 @@ def test_tools_command_lists_schemas():
     names = [s["function"]["name"] for s in schemas]
     assert names == ["web_search", "web_fetch"]
     assert schemas[0]["function"]["parameters"]["required"] == ["query"]
+
+
+def test_confirm_tools_on_a_terminal_yes_no_always(server, page):
+    """On a real terminal each call is asked about: n refuses, a allows this and every later call."""
+    import os
+    import sys
+
+    import pexpect
+
+    calls = [("c1", "web_fetch", json.dumps({"url": page})), ("c2", "web_fetch", json.dumps({"url": page})),
+             ("c3", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=tool_call_stream([calls[0]])),
+                 Reply(pieces=text_stream("fin"))])
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "ask", "--base-url", server.base_url, "-T", "web_fetch",
+                                           "--allow-private-urls", "--confirm-tools", "go"],
+                          env=dict(os.environ), encoding="utf-8", timeout=10)
+    child.expect_exact("llmcli: run web_fetch(")
+    child.expect_exact("[y]es/[n]o/[a]lways: ")
+    child.sendline("n")
+    child.expect_exact("[y]es/[n]o/[a]lways: ")
+    child.sendline("a")
+    child.expect_exact("fin")  # c3 and the next round's call ran without asking again
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    follow = [q for q in server.requests if q.path == "/v1/chat/completions"][1].json
+    contents = [m["content"] for m in follow["messages"] if m["role"] == "tool"]
+    assert contents[0] == "error: refused by user"
+    assert "The answer is 42" in contents[1] and "The answer is 42" in contents[2]
+    assert len([q for q in server.requests if q.path == "/page"]) == 3
