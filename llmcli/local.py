@@ -285,6 +285,12 @@ def request_arguments(body: dict) -> dict:
             kwargs[key] = body[key]
     if "max_tokens" not in kwargs and body.get("max_completion_tokens") is not None:
         kwargs["max_tokens"] = body["max_completion_tokens"]
+    if "seed" not in kwargs:
+        # llama-cpp-python's default seed is fixed, so every process would draw the same first sample;
+        # a server varies between requests, and so do we unless -o seed N asks for repeatability.
+        import random
+
+        kwargs["seed"] = random.randrange(1, 2**31 - 1)
     return kwargs
 
 
