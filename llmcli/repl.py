@@ -389,7 +389,10 @@ class ChatSession:
     def toolbar_text(self) -> str:
         s = self.settings
         where = s.provider or (s.base_url or "").split("://", 1)[-1].split("/", 1)[0]
-        parts = [f"{where}/{s.model or self.server_model or '(default model)'}"]
+        model = s.model or self.server_model or "(default model)"
+        if model.startswith("/") or model.endswith(".gguf"):
+            model = os.path.basename(model)  # llama.cpp's server reports the model file's full path
+        parts = [f"{where}/{model}"]
         if self.context_tokens is not None:
             parts.append(f"{self.context_tokens:,} tokens")
         if s.tools:
