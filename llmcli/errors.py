@@ -74,9 +74,19 @@ class TimeoutExpired(NetworkError):
 
 
 class ToolError(LLMCliError):
-    """A built-in tool failed; the message goes back to the model as the result."""
+    """A built-in tool failed; the message goes back to the model as the result.
 
+    Run directly (`llmcli fetch`, `llmcli search`), it exits like the rest of llmcli: 3 for bad input or
+    missing configuration, 4 when the remote answered with an HTTP error, 6 for network failures.
+    """
+
+    exit_status = ExitStatus.CONFIG
     type_name = "tool"
+
+    def __init__(self, message, exit_status=None):
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status
 
 
 class Interrupted(LLMCliError):
@@ -88,3 +98,8 @@ class Interrupted(LLMCliError):
     def __init__(self, message="interrupted", exit_status=ExitStatus.INTERRUPTED):
         super().__init__(message)
         self.exit_status = exit_status
+
+
+def network_error(message: str) -> ToolError:
+    """A ToolError caused by the network (exit 6 when the tool runs directly)."""
+    return ToolError(message, exit_status=ExitStatus.NETWORK)

@@ -207,3 +207,54 @@ def test_confirm_tools_on_a_terminal_yes_no_always(server, page):
     assert contents[0] == "error: refused by user"
     assert "The answer is 42" in contents[1] and "The answer is 42" in contents[2]
     assert len([q for q in server.requests if q.path == "/page"]) == 3
+
+
+# -- the tools run directly ---------------------------------------------------------------------
+
+def test_fetch_command_text_and_json(server, page):
+    r = invoke("fetch", "--allow-private-urls", page)
+    assert r.exit_code == 0, r
+    assert "The answer is 42" in r.stdout and "NAV-MENU" not in r.stdout
+    r = invoke("fetch", "--allow-private-urls", "--json", "--max-chars", "30", page)
+    doc = json.loads(r.stdout)
+    assert doc["title"] == "Local page" and doc["truncated"] is True and doc["url"] == page
+
+
+@pytest.mark.parametrize("args,code,message", [
+    ([], 3, "allow-private-urls"),  # loopback refused by default: input error
+    (["--allow-private-urls"], 4, "answered HTTP 404"),
+])
+def test_fetch_command_exit_codes(server, args, code, message):
+    r = invoke("fetch", *args, server.url + "/missing")
+    assert r.exit_code == code, r
+    assert r.stderr.startswith("llmcli: error: ") and message in r.stderr
+    assert r.stdout == ""
+
+
+def test_fetch_command_network_error_exit_6():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = invoke("fetch", "--allow-private-urls", f"http://127.0.0.1:{port}/")
+    assert r.exit_code == 6 and "could not connect" in r.stderr
+
+
+def test_search_command(server):
+    server.route("/searx/search", Reply(pieces=[json.dumps({"results": [
+        {"title": "T1", "url": "https://a.example/", "content": "s1"},
+        {"title": "T2", "url": "https://b.example/", "content": "s2"}]}).encode()],
+        content_type="application/json", chunked=False), method="GET")
+    env = {"LLMCLI_SEARXNG_URL": server.url + "/searx"}
+    r = invoke("search", "-n", "2", "cats", env=env)
+    assert r.exit_code == 0, r
+    assert r.stdout == "1. T1\n   https://a.example/\n   s1\n2. T2\n   https://b.example/\n   s2\n"
+    r = invoke("search", "--json", "cats", env=env)
+    assert [x["url"] for x in json.loads(r.stdout)] == ["https://a.example/", "https://b.example/"]
+
+
+def test_search_command_not_configured_exit_3():
+    r = invoke("search", "cats")
+    assert r.exit_code == 3 and "BRAVE_API_KEY" in r.stderr

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 from urllib.parse import quote, urljoin, urlsplit
 
-from ..errors import ToolError
+from ..errors import ToolError, network_error
+from ..status import ExitStatus
 from .base import Tool, ToolSettings
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -114,8 +115,8 @@ def fetch(url: str, settings: ToolSettings, max_chars: Optional[int] = None) -> 
                 target = _parse_url(current, redirected_from=redirects[-1])
                 continue
             if response.status >= 400:
-                raise ToolError(f"{current} answered HTTP {response.status} "
-                                f"{response.reason or ''}".rstrip())
+                status_line = f"{response.status} {response.reason or ''}".rstrip()
+                raise ToolError(f"{current} answered HTTP {status_line}", exit_status=ExitStatus.HTTP)
             media_type, charset = _parse_content_type(response.headers.get("Content-Type"))
             if media_type and not _is_supported(media_type):
                 raise ToolError(f"unsupported content type: {media_type} ({current}); web_fetch "
@@ -202,9 +203,9 @@ def _checked_addresses(target: _Target, settings: ToolSettings, deadline: float,
         try:
             addresses = [as_ip(a) for a in unique(raw)]
         except ValueError as exc:
-            raise ToolError(f"resolving {target.host} gave an invalid address: {exc}") from None
+            raise network_error(f"resolving {target.host} gave an invalid address: {exc}") from None
         if not addresses:
-            raise ToolError(f"could not resolve host {target.host}: no addresses")
+            raise network_error(f"could not resolve host {target.host}: no addresses")
     for ip in addresses:
         reason = policy(ip, settings.allow_private)
         if reason:
@@ -234,13 +235,13 @@ def _resolve(host: str, port: int, settings: ToolSettings, deadline: float) -> L
     worker.start()
     worker.join(max(0.0, min(settings.timeout, deadline - time.monotonic())))
     if worker.is_alive():
-        raise ToolError(f"timed out resolving {host}")
+        raise network_error(f"timed out resolving {host}")
     if "error" in outcome:
         error = outcome["error"]
         if isinstance(error, ToolError):
             raise error
         detail = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise ToolError(f"could not resolve host {host}: {detail}")
+        raise network_error(f"could not resolve host {host}: {detail}")
     return outcome["addresses"]
 
 
@@ -277,7 +278,7 @@ def _open(target: _Target, addresses: List[str], settings: ToolSettings, deadlin
                 connection.close()
                 continue
             if watchdog.fired:
-                raise ToolError(f"timed out fetching {target.url}: the whole fetch may take at "
+                raise network_error(f"timed out fetching {target.url}: the whole fetch may take at "
                                 f"most {_seconds(settings.timeout * DEADLINE_FACTOR)}")
             headers = {
                 "Host": target.host_header,
@@ -299,7 +300,7 @@ def _open(target: _Target, addresses: List[str], settings: ToolSettings, deadlin
             connection.close()
             raise _network_error(exc, target, settings, watchdog.fired) from None
     if last_error is None:
-        raise ToolError(f"timed out fetching {target.url}")
+        raise network_error(f"timed out fetching {target.url}")
     raise _network_error(last_error, target, settings, False) from None
 
 
@@ -377,7 +378,7 @@ def _read_body(response, settings: ToolSettings, watchdog: _Watchdog, url: str) 
         if not watchdog.fired:
             raise _network_error(exc, None, settings, False, url=url) from None
     if watchdog.fired:
-        raise ToolError(f"timed out reading {url}: the whole fetch may take at most "
+        raise network_error(f"timed out reading {url}: the whole fetch may take at most "
                         f"{_seconds(settings.timeout * DEADLINE_FACTOR)}")
     return b"".join(chunks), False
 
@@ -396,21 +397,21 @@ def _network_error(exc, target: Optional[_Target], settings: ToolSettings, deadl
 
     url = url or target.url
     if deadline_passed:
-        return ToolError(f"timed out fetching {url}: the whole fetch may take at most "
+        return network_error(f"timed out fetching {url}: the whole fetch may take at most "
                          f"{_seconds(settings.timeout * DEADLINE_FACTOR)}")
     if isinstance(exc, NewConnectionError) or isinstance(exc, ConnectionRefusedError):
         cause = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-        return ToolError(f"could not connect to {url}: {cause}")
+        return network_error(f"could not connect to {url}: {cause}")
     if isinstance(exc, (ConnectTimeoutError,)):
-        return ToolError(f"timed out connecting to {url} (after {_seconds(settings.timeout)})")
+        return network_error(f"timed out connecting to {url} (after {_seconds(settings.timeout)})")
     if isinstance(exc, (ReadTimeoutError, socket.timeout)):
-        return ToolError(f"timed out waiting for {url} (no data for {_seconds(settings.timeout)})")
+        return network_error(f"timed out waiting for {url} (no data for {_seconds(settings.timeout)})")
     name = type(exc).__name__.lower()
     if isinstance(exc, SSLError) or "ssl" in name or "certificate" in name:
-        return ToolError(f"TLS error fetching {url}: {_short(exc)}")
+        return network_error(f"TLS error fetching {url}: {_short(exc)}")
     if isinstance(exc, ProtocolError) or isinstance(exc, ConnectionError):
-        return ToolError(f"connection to {url} broke: {_short(exc)}")
-    return ToolError(f"fetching {url} failed: {_short(exc)}")
+        return network_error(f"connection to {url} broke: {_short(exc)}")
+    return network_error(f"fetching {url} failed: {_short(exc)}")
 
 
 def _short(exc) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import List
 from urllib.parse import urlsplit
 
-from ..errors import ToolError
+from ..errors import ToolError, network_error
+from ..status import ExitStatus
 from .base import Tool, ToolSettings
 
 MAX_COUNT = 10
@@ -158,7 +159,7 @@ def _get_json(service: str, url: str, params: dict, headers: dict, settings: Too
             status = response.status_code
             if status != 200:
                 _drain(response)
-                raise ToolError(_status_message(service, status, response.headers))
+                raise ToolError(_status_message(service, status, response.headers), exit_status=ExitStatus.HTTP)
             chunks, size = [], 0
             for chunk in response.iter_content(64 * 1024):
                 chunks.append(chunk)
@@ -170,14 +171,14 @@ def _get_json(service: str, url: str, params: dict, headers: dict, settings: Too
             body = b"".join(chunks)
             content_type = response.headers.get("Content-Type", "")
     except requests.Timeout:
-        raise ToolError(f"{service} did not answer within {settings.timeout:g} s ({where})") from None
+        raise network_error(f"{service} did not answer within {settings.timeout:g} s ({where})") from None
     except requests.ConnectionError:
-        raise ToolError(f"could not connect to {service} at {where}") from None
+        raise network_error(f"could not connect to {service} at {where}") from None
     except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.InvalidURL):
         raise ToolError(f"the {service} URL is not a valid http(s) URL: {where}") from None
     except requests.RequestException as exc:
-        raise ToolError(f"{service} request failed: {type(exc).__name__}") from None
+        raise network_error(f"{service} request failed: {type(exc).__name__}") from None
     try:
         return _json_loads(body)
     except ValueError:
