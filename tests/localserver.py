@@ -98,7 +98,8 @@ Handler = Callable[["_RequestHandler", Recorded], None]
 
 
 class LocalServer:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certfile, keyfile) to serve HTTPS."""
         self.routes = {}
         self.requests: List[Recorded] = []
         self._stop = threading.Event()
@@ -117,6 +118,14 @@ class LocalServer:
         self.errors: List[BaseException] = []
         self.httpd = Server(("127.0.0.1", 0), RequestHandler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -135,7 +144,7 @@ class LocalServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self):

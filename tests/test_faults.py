@@ -319,3 +319,37 @@ def test_closed_stdout_ends_quietly(server):
     assert proc.stdout == b"w0 w1 w2 w"
     assert proc.stderr == b""
     assert proc.returncode == 0
+
+
+# -- TLS and proxies ----------------------------------------------------------------------------
+
+def test_tls_untrusted_certificate_exit_6_with_hint(tls_server):
+    tls_server.chat(Reply(pieces=OK))
+    r = invoke("ask", "--base-url", tls_server.base_url, "--retries", "0", "q")
+    assert r.exit_code == 6
+    assert "certificate verify failed" in r.stderr and "--ca-bundle" in r.stderr
+
+
+def test_tls_with_ca_bundle_flag(tls_server, tls_cert):
+    tls_server.chat(Reply(pieces=OK))
+    r = invoke("ask", "--base-url", tls_server.base_url, "--ca-bundle", tls_cert[0], "q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
+
+
+def test_tls_with_requests_ca_bundle_env(tls_server, tls_cert, monkeypatch):
+    tls_server.chat(Reply(pieces=OK))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_cert[0])
+    r = invoke("ask", "--base-url", tls_server.base_url, "q")
+    assert r.exit_code == 0, r
+
+
+def test_http_proxy_from_the_environment_is_used(server, monkeypatch):
+    # The local server plays the proxy: a proxied request names the absolute upstream URL.
+    server.route("http://upstream.example.test/v1/chat/completions", Reply(pieces=OK))
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("http_proxy", server.url)
+    r = invoke("ask", "--base-url", "http://upstream.example.test/v1", "--api-key", "sk-proxy-test-123456", "q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
+    assert server.requests[-1].path == "http://upstream.example.test/v1/chat/completions"
