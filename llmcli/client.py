@@ -96,6 +96,23 @@ def snippet(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_LEADING_NOISE = b"\xef\xbb\xbf \t\r\n"
+_SSE_STARTS = (b"data", b"event", b"id", b"retry", b":")
+
+
+def body_kind(first_bytes: bytes, declared_sse: bool) -> Optional[str]:
+    """"sse" or "other" (a JSON answer, or an error page to quote) from how a 200 body starts;
+    None while the bytes so far could still go either way (a lone "d" may become "data:")."""
+    head = first_bytes.lstrip(_LEADING_NOISE)
+    if head[:1] in (b"{", b"[", b"<"):
+        return "other"
+    if head.startswith(_SSE_STARTS):
+        return "sse"
+    if not head or any(start.startswith(head) for start in _SSE_STARTS):
+        return None
+    return "sse" if declared_sse else "other"
+
+
 class Watchdog:
     """Shuts a socket down when the idle timeout or the whole-run deadline passes.
 
@@ -177,20 +194,26 @@ class Exchange:
         self.bytes_read = 0
         self.first_token_at: Optional[float] = None
         ctype = response.headers.get("content-type", "")
-        self.is_sse = "text/event-stream" in ctype.lower() or not ctype
-        self.watchdog = Watchdog(settings.idle_timeout if self.is_sse else None, deadline)
+        self.declared_sse = "text/event-stream" in ctype.lower() or not ctype
+        self.watchdog = Watchdog(settings.idle_timeout, deadline)
 
     def events(self) -> Iterator:
         raw = self.response.raw
         self.watchdog.start(_socket_of(raw))
         try:
-            if not self.is_sse:
-                yield from self._plain_json(raw)
-                return
-            while True:
-                data = self._read(raw)
-                if not data:
+            data = self._read(raw)
+            while data and body_kind(data, self.declared_sse) is None:  # read until the start is decisive
+                more = self._read(raw)
+                if not more:
                     break
+                data += more
+            # Servers mislabel both ways (SSE sent as application/json or text/plain; a JSON error or an
+            # HTML page sent as text/event-stream), so the first bytes decide; the header breaks ties.
+            if (body_kind(data, self.declared_sse) or ("sse" if self.declared_sse else "other")) != "sse":
+                self.watchdog.idle = None  # a whole JSON body has no data events to be idle between
+                yield from self._plain_json(raw, data)
+                return
+            while data:
                 for sse_event in self.sse.feed(data):
                     self.watchdog.data_seen()
                     for ev in self.decoder.feed_event(sse_event):
@@ -199,15 +222,16 @@ class Exchange:
                         yield ev
                     if self.decoder.done:
                         return
+                data = self._read(raw)
             self.sse.close()
             self._check_watchdog()
         finally:
             self.watchdog.stop()
 
-    def _plain_json(self, raw):
+    def _plain_json(self, raw, first: bytes):
         """A 200 that is plain JSON instead of SSE is a valid non-streamed answer (PROTOCOL.md §2)."""
-        pieces = []
-        while True:
+        pieces = [first]
+        while first:
             data = self._read(raw)
             if not data:
                 break

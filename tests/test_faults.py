@@ -353,3 +353,35 @@ def test_http_proxy_from_the_environment_is_used(server, monkeypatch):
     assert r.exit_code == 0, r
     assert r.stdout == "All good.\n"
     assert server.requests[-1].path == "http://upstream.example.test/v1/chat/completions"
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "text/plain", ""])
+def test_sse_mislabelled_as_something_else_still_streams(server, llmcli, ctype, way):
+    from localserver import rechunk
+
+    server.chat(Reply(pieces=rechunk(OK, way), content_type=ctype))
+    r = llmcli("q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
+
+
+def test_json_answer_mislabelled_as_event_stream(server, llmcli):
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Plain."}, "finish_reason": "stop"}]}
+    server.chat(Reply(pieces=[b"\n", json.dumps(body).encode()]))
+    r = llmcli("q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "Plain.\n"
+
+
+def test_json_error_mislabelled_as_event_stream_keeps_the_message(server, llmcli):
+    server.chat(Reply(pieces=[b'{"error": {"message": "context length exceeded", "code": 400}}']))
+    r = llmcli("q")
+    assert r.exit_code == 4
+    assert "context length exceeded" in r.stderr
+
+
+def test_html_page_labelled_event_stream_is_quoted(server, llmcli):
+    server.chat(Reply(pieces=[b"<html><title>Cloudflare: 524 timeout</title></html>"]))
+    r = llmcli("q")
+    assert r.exit_code == 5
+    assert "524 timeout" in r.stderr
