@@ -227,6 +227,10 @@ class Exchange:
             self._check_watchdog()
         finally:
             self.watchdog.stop()
+            if self.recorder is not None:
+                self.recorder.stream_done(sse_events=self.sse.events_seen, comments=self.sse.comments_seen,
+                                          chunks=getattr(self.decoder, "chunks_seen", 0),
+                                          discarded_partial_event=self.sse.discarded_partial)
 
     def _plain_json(self, raw, first: bytes):
         """A 200 that is plain JSON instead of SSE is a valid non-streamed answer (PROTOCOL.md §2)."""

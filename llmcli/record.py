@@ -20,6 +20,7 @@ class Recorder:
         self.response_headers: dict = {}
         self.chunks: List[bytes] = []
         self.exchanges: List[dict] = []
+        self.stream_stats: dict = {}
 
     def request(self, url, headers, body):
         self._flush()
@@ -28,6 +29,24 @@ class Recorder:
     def response_head(self, status, headers):
         # A retried attempt replaces the previous head; the body bytes belong to the last attempt.
         self.status, self.response_headers, self.chunks = status, dict(headers), []
+        self.stream_stats = {}
+
+    def stream_done(self, **stats):
+        """Counters from the parser (SSE events, comments, chunks, a discarded partial event)."""
+        self.stream_stats = stats
+
+    def summary_lines(self) -> List[str]:
+        """--debug diagnostics: one line per request (and its response headers, minus secrets)."""
+        lines = []
+        for ex in self.exchanges + ([self._exchange()] if self.url is not None else []):
+            size = sum(ex["response_chunk_sizes"])
+            stats = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (ex.get("stream_stats") or {}).items())
+            lines.append(f"POST {ex['url']} → HTTP {ex['status']}; {size} bytes in "
+                         f"{len(ex['response_chunk_sizes'])} reads" + (f"; {stats}" if stats else ""))
+            lines.append("request headers: " + json.dumps(ex["request_headers"]))
+            if ex["response_headers"]:
+                lines.append("response headers: " + json.dumps(ex["response_headers"]))
+        return lines
 
     def response_bytes(self, data: bytes):
         self.chunks.append(data)
@@ -47,6 +66,7 @@ class Recorder:
             "response_headers": self.response_headers,
             "response_body_b64": base64.b64encode(body).decode("ascii"),
             "response_chunk_sizes": [len(c) for c in self.chunks],
+            "stream_stats": self.stream_stats,
         }
 
     def save(self, home: str, error: Optional[str]) -> str:

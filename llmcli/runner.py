@@ -121,6 +121,9 @@ class RunWiring:
         return error, stopped
 
     def after(self, error):
+        if self.recorder is not None:
+            for line in self.recorder.summary_lines():
+                self.diag.note(f"llmcli: debug: {line}")
         if self.settings.debug:
             self.diag.note(f"llmcli: debug: {self.run.timing()} finish_reason={self.run.finish_reason} "
                            f"chars={len(self.run.content)}")

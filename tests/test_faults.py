@@ -385,3 +385,14 @@ def test_html_page_labelled_event_stream_is_quoted(server, llmcli):
     r = llmcli("q")
     assert r.exit_code == 5
     assert "524 timeout" in r.stderr
+
+
+def test_debug_diagnostics_on_success(server, llmcli):
+    server.chat(Reply(pieces=[b": keep-alive\n\n"] + OK))
+    r = llmcli("--debug", "--api-key", "sk-debug-secret-123456", "q")
+    assert r.exit_code == 0
+    assert r.stdout == "All good.\n"
+    assert f"POST {server.base_url}/chat/completions → HTTP 200" in r.stderr
+    assert "sse events 5" in r.stderr and "comments 1" in r.stderr
+    assert '"Authorization": "<redacted>"' in r.stderr
+    assert "sk-debug-secret-123456" not in r.stderr
