@@ -321,6 +321,12 @@ def main(args=None, prog_name="llmcli"):
         signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:  # not the main thread (embedded use)
         pass
+    # Under a non-UTF-8 locale an emoji in the answer must not end the run: replace what cannot be shown.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass
     code = run_cli(args, prog_name)
     sys.exit(int(code))
 

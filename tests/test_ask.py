@@ -231,3 +231,16 @@ def test_no_prompt_on_a_terminal_is_a_usage_error_not_a_hang(server):
     assert child.exitstatus == 2
     assert "llmcli: error: no prompt" in child.before
     assert server.requests == []
+
+
+def test_non_utf8_locale_does_not_crash_on_emoji(server):
+    import os
+    import subprocess
+    import sys
+
+    server.chat(Reply(pieces=text_stream("ok 🎉 done")))
+    env = dict(os.environ, PYTHONIOENCODING="latin-1", LC_ALL="C", LANG="C", PYTHONUTF8="0")
+    proc = subprocess.run([sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url, "q"],
+                          capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"ok ? done\n"
