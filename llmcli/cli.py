@@ -134,12 +134,12 @@ FLAG_NAMES = (
 )
 
 
-def settings_from_params(params: dict):
+def settings_from_params(params: dict, need_provider: bool = True):
     from .config import parse_option_value, resolve_settings
 
     flags = {name: params.get(name) for name in FLAG_NAMES}
     flags["options"] = [(k, parse_option_value(v)) for k, v in params.get("options") or ()]
-    return resolve_settings(flags)
+    return resolve_settings(flags, need_provider=need_provider)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +448,7 @@ def tools_command(json_output):
 def _tool_settings_from(params):
     from .chat import make_tool_settings
 
-    return make_tool_settings(settings_from_params(params))
+    return make_tool_settings(settings_from_params(params, need_provider=False))
 
 
 def tool_command_options(f):

@@ -306,10 +306,13 @@ def local_provider_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
+def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None,
+                     need_provider: bool = True) -> Settings:
     """The one place where precedence is decided: flag > env > config file > preset > default.
 
-    `flags` holds only what the user actually passed (None means not given).
+    `flags` holds only what the user actually passed (None means not given). Commands that talk to no
+    model (`llmcli fetch`, `llmcli search`) pass need_provider=False: no guessing from keys, no errors
+    about them.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None and v != () and v != []}
     env = os.environ if env is None else env
@@ -353,7 +356,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
             model = rest
     if provider is None and default_provider and not (base_url_flag or (base_url_env and default_src == file_src)):
         provider, provider_src = default_provider, default_src
-    if provider is None and not base_url_flag and not base_url_env:
+    if provider is None and not base_url_flag and not base_url_env and need_provider:
         present = [name for name, p in PRESETS.items() if p.key_env and env.get(p.key_env)]
         if len(present) == 1:
             provider, provider_src = present[0], f"{PRESETS[present[0]].key_env} is set"
@@ -365,7 +368,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
             )
     if provider is not None:
         provider = canonical_provider(str(provider))
-    if provider is None and not base_url_flag and not base_url_env:
+    if provider is None and not base_url_flag and not base_url_env and need_provider:
         provider, provider_src = LOCAL_PROVIDER, "default (no provider configured)"
     if provider:
         sources["provider"] = provider_src or "default"

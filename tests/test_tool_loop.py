@@ -258,3 +258,10 @@ def test_search_command(server):
 def test_search_command_not_configured_exit_3():
     r = invoke("search", "cats")
     assert r.exit_code == 3 and "BRAVE_API_KEY" in r.stderr
+
+
+def test_tool_commands_need_no_provider(server, page):
+    env = {"OPENAI_API_KEY": "sk-a-123456789", "GROQ_API_KEY": "gsk-b-123456789"}  # ambiguous for `ask`
+    r = invoke("fetch", "--allow-private-urls", page, env=env)
+    assert r.exit_code == 0, r
+    assert "The answer is 42" in r.stdout
