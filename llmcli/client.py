@@ -10,7 +10,6 @@ it, so a separate watchdog thread enforces the idle timeout (time since the last
 `--max-time` (the whole run) by shutting the socket down, which unblocks the read at once.
 """
 
-import email.utils
 import json
 import random
 import socket
@@ -56,6 +55,8 @@ def parse_retry_after(headers, now: Optional[float] = None) -> Optional[float]:
         try:
             return max(0.0, float(value))
         except ValueError:
+            import email.utils  # only for an HTTP-date retry-after; keeps start-up lean
+
             try:
                 when = email.utils.parsedate_to_datetime(value)
             except (TypeError, ValueError):

@@ -7,7 +7,6 @@ provider preset > built-in default. Every resolved value remembers where it came
 
 import os
 import stat
-import subprocess
 import sys
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -288,6 +287,8 @@ def known_provider_names(data: dict) -> List[str]:
 
 def run_key_command(cmd: str, provider: str) -> str:
     """api_key_cmd: a shell command (a password manager, say) whose stdout is the key."""
+    import subprocess
+
     try:
         proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
