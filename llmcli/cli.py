@@ -255,7 +255,9 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
                         f"{settings.max_input_bytes:,}); it may exceed the model's context")
     messages = []
     history = load_history(history_file) if history_file else []
-    if settings.system:
+    history_has_system = any(m.get("role") == "system" for m in history)
+    # -s replaces a history's system prompt; the config file's default only fills in where there is none.
+    if settings.system and (settings.source_of("system") == "--system flag" or not history_has_system):
         history = [m for m in history if m.get("role") != "system"]
         messages.append({"role": "system", "content": settings.system})
     messages += history

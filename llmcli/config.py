@@ -488,6 +488,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", "")) or data.get("debug"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
     system = flags.get("system") if flags.get("system") is not None else data.get("system")
+    if system is not None:
+        sources["system"] = "--system flag" if flags.get("system") is not None else file_src
     max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
                      DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
     local_cfg = dict(data.get("local") or {})

@@ -244,3 +244,21 @@ def test_non_utf8_locale_does_not_crash_on_emoji(server):
                           capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=20)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"ok ? done\n"
+
+
+def test_system_prompt_precedence_with_history(server, tmp_path):
+    hist = tmp_path / "h.json"
+    hist.write_text(json.dumps([{"role": "system", "content": "from history"}, {"role": "user", "content": "a"},
+                                {"role": "assistant", "content": "b"}]))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("system: from config\n")
+    server.chat(Reply(pieces=OPENAI_STREAM))
+
+    def system_sent(*args):
+        r = invoke("ask", "--base-url", server.base_url, "--config", cfg, *args, "q")
+        assert r.exit_code == 0, r
+        return [m["content"] for m in server.requests[-1].json["messages"] if m["role"] == "system"]
+
+    assert system_sent("--history", hist) == ["from history"]  # the config default does not override
+    assert system_sent("--history", hist, "-s", "from flag") == ["from flag"]
+    assert system_sent() == ["from config"]
