@@ -216,7 +216,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
     from .errors import UsageError
-    from .history import build_user_message, decode_input, load_history, read_file_bytes
+    from .history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
 
     warnings = []
     stdin = sys.stdin
@@ -253,14 +253,8 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
     if size > settings.max_input_bytes:
         warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
                         f"{settings.max_input_bytes:,}); it may exceed the model's context")
-    messages = []
     history = load_history(history_file) if history_file else []
-    history_has_system = any(m.get("role") == "system" for m in history)
-    # -s replaces a history's system prompt; the config file's default only fills in where there is none.
-    if settings.system and (settings.source_of("system") == "--system flag" or not history_has_system):
-        history = [m for m in history if m.get("role") != "system"]
-        messages.append({"role": "system", "content": settings.system})
-    messages += history
+    messages = with_system_prompt(history, settings.system, settings.source_of("system") == "--system flag")
     messages.append({"role": "user", "content": user})
     return messages, warnings
 

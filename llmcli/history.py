@@ -66,6 +66,16 @@ def build_user_message(
     return "\n\n".join(parts)
 
 
+def with_system_prompt(history: List[dict], system: Optional[str], from_flag: bool) -> List[dict]:
+    """The conversation to send: -s replaces a history's system prompt; the config file's default only
+    fills in where the history has none (shared by ask and chat)."""
+    if not system:
+        return list(history)
+    if not from_flag and any(m.get("role") == "system" for m in history):
+        return list(history)
+    return [{"role": "system", "content": system}] + [m for m in history if m.get("role") != "system"]
+
+
 # --------------------------------------------------------------------------------------------
 # history files: JSON array, JSONL, or YAML list of OpenAI messages
 

@@ -28,7 +28,7 @@ from .chat import ChatRun, sum_usage
 from .config import PRESETS, Settings, parse_option_value
 from .errors import Interrupted, LLMCliError, UsageError
 from .history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
-                      read_file_bytes)
+                      read_file_bytes, with_system_prompt)
 from .output import Diagnostics, TextRenderer, color_enabled
 from .status import ExitStatus
 
@@ -94,13 +94,6 @@ def available_tool_names() -> Tuple[str, ...]:
     return tuple(str(getattr(tool, "name", tool)) for tool in BUILTIN_TOOLS)
 
 
-def initial_messages(system: Optional[str], history: List[dict]) -> List[dict]:
-    """As `ask` builds them: a system prompt from the settings replaces any in the history."""
-    if not system:
-        return list(history)
-    return [{"role": "system", "content": system}] + [m for m in history if m.get("role") != "system"]
-
-
 def close_open_tool_calls(messages: List[dict]) -> None:
     """Answer tool calls a stopped run never ran: the API refuses a call without its `tool` reply."""
     for index in range(len(messages) - 1, -1, -1):
@@ -139,7 +132,8 @@ class ChatSession:
     def __init__(self, settings: Settings, history: Optional[List[dict]] = None, show_reasoning: bool = True,
                  config: Optional[dict] = None):
         self.settings = settings
-        self.messages: List[dict] = initial_messages(settings.system, history or [])
+        self.messages: List[dict] = with_system_prompt(history or [], settings.system,
+                                                       settings.source_of("system") == "--system flag")
         self.show_reasoning = show_reasoning
         self.config = config if isinstance(config, dict) else {}
         self.pending_files: List[Tuple[str, str]] = []

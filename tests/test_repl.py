@@ -389,7 +389,7 @@ def test_session_commands_on_the_message_list():
     from llmcli.errors import UsageError
     from llmcli.repl import ChatSession
 
-    session = ChatSession(Settings(system="sys", provider="acme", model="m1"),
+    session = ChatSession(Settings(system="sys", provider="acme", model="m1", sources=(("system", "--system flag"),)),
                           history=[{"role": "system", "content": "old"}, {"role": "user", "content": "u0"},
                                    {"role": "assistant", "content": "a0"}])
     assert session.messages[0] == {"role": "system", "content": "sys"}  # -s replaces the history's, as in ask
