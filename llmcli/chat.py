@@ -283,7 +283,9 @@ class ChatRun:
         started = time.monotonic()
         try:
             if call.parse_error:
-                raise ToolError(f"the arguments are not valid JSON ({call.parse_error}); send a JSON object")
+                raw = call.arguments_raw if len(call.arguments_raw) <= 200 else call.arguments_raw[:200] + "…"
+                raise ToolError(f"the arguments are not valid JSON ({call.parse_error}): {raw}; "
+                                "call the tool again with a JSON object")
             tool = self.tools.get(call.name)
             if tool is None:
                 available = ", ".join(self.tools) or "none"

@@ -95,11 +95,12 @@ class ToolCall:
     def to_message_dict(self) -> dict:
         """The entry for the assistant message's `tool_calls` in the follow-up request.
 
-        `function.arguments` is always a JSON *string* (PROTOCOL.md §3); invalid JSON is sent back as
-        the model wrote it (the tool result then explains the error), no arguments as "{}".
+        `function.arguments` is always a JSON *string* holding valid JSON (PROTOCOL.md §3): strict
+        providers reject a follow-up whose arguments do not parse, so invalid JSON (quoted back to the
+        model in the tool's error result instead) and no arguments are both sent as "{}".
         """
         raw = self.arguments_raw
-        if not raw.strip():
+        if not raw.strip() or self.parse_error is not None:
             raw = "{}"
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": raw}}
 

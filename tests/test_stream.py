@@ -1000,9 +1000,9 @@ def test_whole_arguments_in_first_delta_then_empty_fragments():
 def test_invalid_arguments_become_a_parse_error_not_a_crash(raw, error):
     result = accumulate([tc(0, "a", "f", raw)])
     assert result == [call("a", "f", raw, None, error)]
-    # sent back to the model as it was written
+    # the follow-up must parse on strict providers: "{}" (the error result quotes what the model wrote)
     assert result[0].to_message_dict() == {
-        "id": "a", "type": "function", "function": {"name": "f", "arguments": raw}}
+        "id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 
 def test_legacy_function_call_alone():

@@ -265,3 +265,14 @@ def test_tool_commands_need_no_provider(server, page):
     r = invoke("fetch", "--allow-private-urls", page, env=env)
     assert r.exit_code == 0, r
     assert "The answer is 42" in r.stdout
+
+
+def test_invalid_arguments_follow_up_is_valid_json_and_the_error_quotes_them(server):
+    calls = [("c1", "web_fetch", '{"url": "http://x')]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "go")
+    assert r.exit_code == 0, r
+    follow = [q for q in server.requests if q.path == "/v1/chat/completions"][1].json
+    sent = follow["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(sent) == {}
+    assert '{"url": "http://x' in follow["messages"][-1]["content"]
