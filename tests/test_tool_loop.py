@@ -276,3 +276,21 @@ def test_invalid_arguments_follow_up_is_valid_json_and_the_error_quotes_them(ser
     sent = follow["messages"][-2]["tool_calls"][0]["function"]["arguments"]
     assert json.loads(sent) == {}
     assert '{"url": "http://x' in follow["messages"][-1]["content"]
+
+
+def test_tool_loop_without_streaming(server, page):
+    first = {"id": "x", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "web_fetch", "arguments": json.dumps({"url": page})}}]}}]}
+    final = {"id": "y", "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": "It says 42."}}]}
+    server.chat([Reply(pieces=[json.dumps(first).encode()], content_type="application/json", chunked=False),
+                 Reply(pieces=[json.dumps(final).encode()], content_type="application/json", chunked=False)])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--no-stream", "--json", "go")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["content"] == "It says 42."
+    assert "The answer is 42" in doc["tool_calls"][0]["output"]
+    chat_requests = [q for q in server.requests if q.path == "/v1/chat/completions"]
+    assert [q.json["stream"] for q in chat_requests] == [False, False]
+    check_follow_up(chat_requests[1].json, [("c1", "web_fetch", "")])
