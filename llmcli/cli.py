@@ -341,6 +341,12 @@ def run_cli(args=None, prog_name="llmcli") -> int:
         _stderr("llmcli: interrupted")
         return ExitStatus.INTERRUPTED
     except click.ClickException as exc:
+        no_args_help = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        if isinstance(exc, click.UsageError) and not isinstance(exc, no_args_help):
+            # One line, like every other error: what is wrong and where the help is.
+            where = exc.ctx.command_path if exc.ctx is not None else prog_name
+            _stderr(f"llmcli: error: {exc.format_message().rstrip('.')} (try '{where} --help')")
+            return ExitStatus.USAGE
         exc.show()
         return ExitStatus.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except LLMCliError as exc:

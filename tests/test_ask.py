@@ -262,3 +262,13 @@ def test_system_prompt_precedence_with_history(server, tmp_path):
     assert system_sent("--history", hist) == ["from history"]  # the config default does not override
     assert system_sent("--history", hist, "-s", "from flag") == ["from flag"]
     assert system_sent() == ["from config"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["asdf"], "llmcli: error: No such command 'asdf' (try 'llmcli --help')"),
+    (["ask", "--bogus", "x"], "llmcli: error: No such option '--bogus' (try 'llmcli ask --help')"),
+])
+def test_usage_errors_are_one_line(args, message):
+    r = invoke(*args)
+    assert r.exit_code == 2
+    assert r.stderr == message + "\n"
