@@ -259,7 +259,9 @@ class Exchange:
         import urllib3.exceptions as ue
 
         try:
-            data = raw.read1(READ_SIZE)
+            # requests opens the response with decode_content=False; a gzip-compressed stream (proxies do
+            # that) must be inflated incrementally here, or the parser sees compressed bytes.
+            data = raw.read1(READ_SIZE, decode_content=True)
         except ue.ReadTimeoutError:
             raise TimeoutExpired(self._elapsed_msg(
                 f"no data from the server for {self.settings.read_timeout:g} s (read timeout)"))

@@ -107,7 +107,7 @@ class _ReplayRaw:
     def __init__(self, chunks):
         self._chunks = list(chunks)
 
-    def read1(self, amt=None):
+    def read1(self, amt=None, decode_content=True):
         return self._chunks.pop(0) if self._chunks else b""
 
 

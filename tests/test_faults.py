@@ -396,3 +396,16 @@ def test_debug_diagnostics_on_success(server, llmcli):
     assert "sse events 5" in r.stderr and "comments 1" in r.stderr
     assert '"Authorization": "<redacted>"' in r.stderr
     assert "sk-debug-secret-123456" not in r.stderr
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_stream_is_decoded_incrementally(server, llmcli, encoding):
+    import zlib
+
+    comp = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+    # Sync-flush after every event so each compressed piece decodes on its own, as a proxy would send it.
+    pieces = [comp.compress(p) + comp.flush(zlib.Z_SYNC_FLUSH) for p in OK] + [comp.flush()]
+    server.chat(Reply(pieces=pieces, headers={"Content-Encoding": encoding}))
+    r = llmcli("q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
