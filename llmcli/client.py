@@ -369,6 +369,7 @@ class HTTPTransport:
                 resp = self.session.post(
                     self.url, data=payload, headers=headers, stream=True,
                     timeout=(s.connect_timeout, read_timeout),
+                    allow_redirects=False,  # a redirected POST silently becomes a GET; say where instead
                     verify=s.ca_bundle if s.ca_bundle else True,
                 )
             except requests.exceptions.SSLError as exc:
@@ -396,8 +397,12 @@ class HTTPTransport:
                 retry_reason, retry_after = self._should_retry(resp, final_error)
             if retry_reason is None or attempt > s.retries:
                 raise final_error
+            if retry_after is not None and retry_after > s.retry_max_delay:
+                # Waiting out an hour-long retry-after is not a retry; say what the server asked for.
+                raise HTTPError(f"{final_error} (the server asks to retry after {retry_after:.0f} s, longer "
+                                f"than the {s.retry_max_delay:.0f} s llmcli waits)",
+                                status=final_error.status, body=final_error.body, code=final_error.code)
             delay = retry_after if retry_after is not None else self._backoff(attempt)
-            delay = min(delay, s.retry_max_delay)
             if self.run_deadline is not None and time.monotonic() + delay >= self.run_deadline:
                 raise final_error
             yield Retrying(attempt, delay, retry_reason)
@@ -427,6 +432,9 @@ class HTTPTransport:
         text = f"HTTP {resp.status_code}{' ' + reason if reason else ''} from {self._host()}: {message}"
         if resp.status_code == 401:
             text += " (check the API key: --api-key, LLMCLI_API_KEY or the provider's key variable)"
+        elif 300 <= resp.status_code < 400 and resp.headers.get("location"):
+            text = (f"HTTP {resp.status_code} from {self._host()}: the server redirects to "
+                    f"{resp.headers['location']}; use that as the base URL (without /chat/completions)")
         elif resp.status_code == 404:
             text += f" (is the base URL right? requests go to {self.url})"
         return HTTPError(text, status=resp.status_code, body=body, code=code)

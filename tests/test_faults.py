@@ -409,3 +409,23 @@ def test_compressed_stream_is_decoded_incrementally(server, llmcli, encoding):
     r = llmcli("q")
     assert r.exit_code == 0, r
     assert r.stdout == "All good.\n"
+
+
+def test_retry_after_beyond_the_cap_fails_at_once(server, llmcli):
+    server.chat(Reply(status=429, pieces=[b'{"error":{"message":"rate limited"}}'], content_type="application/json",
+                      chunked=False, headers={"retry-after": "3600"}))
+    t0 = time.monotonic()
+    r = llmcli("q")
+    assert r.exit_code == 4
+    assert time.monotonic() - t0 < 2
+    assert len(server.requests) == 1
+    assert "retry after 3600 s" in r.stderr and "rate limited" in r.stderr
+
+
+def test_redirected_base_url_is_reported_not_followed(server, llmcli):
+    server.chat(Reply(status=301, pieces=[b""], chunked=False, content_type="text/html",
+                      headers={"Location": "https://api.example.test/v1/chat/completions"}))
+    r = llmcli("--retries", "0", "q")
+    assert r.exit_code == 4
+    assert "redirects to https://api.example.test/v1/chat/completions" in r.stderr
+    assert [q.method for q in server.requests] == ["POST"]
