@@ -1,0 +1,35 @@
+"""Start-up stays lazy: `--help` (and every shell-completion TAB) must not import the heavy modules."""
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient")
+
+
+def imported_modules(*args, env=None):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", *args],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return proc, names
+
+
+@pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help")])
+def test_help_imports_nothing_heavy(args):
+    proc, names = imported_modules(*args)
+    assert proc.returncode == 0
+    assert "click" in names  # the measurement works
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_completion_imports_nothing_heavy():
+    import os
+
+    env = dict(os.environ, _LLMCLI_COMPLETE="bash_complete", COMP_WORDS="llmcli as", COMP_CWORD="1")
+    proc, names = imported_modules(env=env)
+    assert "plain,ask" in proc.stdout
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
