@@ -394,6 +394,14 @@ class HTTPTransport:
                     yield Exchange(resp, s, started, self.run_deadline, self.recorder)
                     return
                 final_error = self._http_error(resp)
+                if (self.stream_options_rejected(final_error) and "stream_options" in body
+                        and "stream_options" not in dict(s.options)):
+                    # Strict servers refuse the usage request added to every streamed call; resend once
+                    # without it (it is llmcli's addition, not the user's) before anything was printed.
+                    body = {k: v for k, v in body.items() if k != "stream_options"}
+                    payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+                    attempt -= 1
+                    continue
                 retry_reason, retry_after = self._should_retry(resp, final_error)
             if retry_reason is None or attempt > s.retries:
                 raise final_error
@@ -438,6 +446,10 @@ class HTTPTransport:
         elif resp.status_code == 404:
             text += f" (is the base URL right? requests go to {self.url})"
         return HTTPError(text, status=resp.status_code, body=body, code=code)
+
+    @staticmethod
+    def stream_options_rejected(error: HTTPError) -> bool:
+        return error.status in (400, 422) and b"stream_options" in (error.body or b"")
 
     def _should_retry(self, resp, error: HTTPError):
         override = (resp.headers.get("x-should-retry") or "").strip().lower()

@@ -429,3 +429,25 @@ def test_redirected_base_url_is_reported_not_followed(server, llmcli):
     assert r.exit_code == 4
     assert "redirects to https://api.example.test/v1/chat/completions" in r.stderr
     assert [q.method for q in server.requests] == ["POST"]
+
+
+def test_server_that_rejects_stream_options_gets_the_request_again_without_it(server, llmcli):
+    server.chat([Reply(status=422, pieces=[b'{"detail":[{"type":"extra_forbidden","loc":["body","stream_options"],'
+                                           b'"msg":"Extra inputs are not permitted"}]}'],
+                       content_type="application/json", chunked=False),
+                 Reply(pieces=OK)])
+    r = llmcli("--retries", "0", "q")
+    assert r.exit_code == 0, r
+    assert r.stdout == "All good.\n"
+    first, second = server.requests[0].json, server.requests[1].json
+    assert "stream_options" in first and "stream_options" not in second
+    assert first["messages"] == second["messages"]
+
+
+def test_stream_options_set_by_the_user_is_not_dropped(server, llmcli):
+    server.chat(Reply(status=400, pieces=[b'{"error":{"message":"bad stream_options"}}'],
+                      content_type="application/json", chunked=False))
+    r = llmcli("-o", "stream_options", '{"include_usage": false}', "q")
+    assert r.exit_code == 4
+    assert len(server.requests) == 1  # the user's own option is not stripped, and a 400 is final
+    assert "bad stream_options" in r.stderr
