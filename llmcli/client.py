@@ -400,6 +400,8 @@ class HTTPTransport:
                     # without it (it is llmcli's addition, not the user's) before anything was printed.
                     body = {k: v for k, v in body.items() if k != "stream_options"}
                     payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+                    if self.recorder is not None:
+                        self.recorder.request(self.url, redact_headers(headers), body)
                     attempt -= 1
                     continue
                 retry_reason, retry_after = self._should_retry(resp, final_error)
