@@ -613,6 +613,7 @@ CONFIG_TEMPLATE = """\
 # chat:
 #   vi_mode: false
 #   show_reasoning: true
+#   render: true          # style Markdown in answers on the terminal
 """
 
 
