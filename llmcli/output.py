@@ -69,6 +69,7 @@ class Diagnostics:
 
     def usage(self, usage: Optional[dict], timing: dict):
         if not usage:
+            self.note(f"tokens: not reported by the server; {timing['total_ms'] / 1000:.1f} s")
             return
         parts = []
         for key, label in (("prompt_tokens", "in"), ("completion_tokens", "out"), ("total_tokens", "total")):

@@ -272,3 +272,11 @@ def test_usage_errors_are_one_line(args, message):
     r = invoke(*args)
     assert r.exit_code == 2
     assert r.stderr == message + "\n"
+
+
+def test_usage_flag_with_and_without_server_usage(server, llmcli):
+    server.chat([Reply(pieces=OPENAI_STREAM), Reply(pieces=text_stream("x"))])
+    r = llmcli("-u", "q")
+    assert "tokens: in 5, out 4, total 9" in r.stderr
+    r = llmcli("-u", "q")
+    assert "tokens: not reported by the server;" in r.stderr
