@@ -237,13 +237,10 @@ def test_no_stream_prints_the_same_way():
     assert r.stdout.strip()
 
 
-@needs_model
-def test_forced_tool_call_is_accumulated_and_run_once_per_turn():
-    """tool_choice pinned to web_search: every turn calls it, so with --max-tool-rounds 1 the first call
-    runs (web_search is not configured here: its result is an error the model reads) and the second
-    turn's call hits the round limit (exit 5). Each turn yields exactly one call, with object arguments."""
-    r = invoke("ask", "--json", "-T", "web_search", "-o", "tool_choice", PIN_WEB_SEARCH,
-               "-o", "max_tokens", "100", "-o", "temperature", "0", "--max-tool-rounds", "1", "Search the web for Paris")
+def forced_web_search_rounds(r):
+    """What a run with web_search pinned and --max-tool-rounds 1 must give (here and against the server):
+    exit 5 at the round limit, and exactly one web_search call per turn with object arguments — the
+    first run (an error result: no backend in tests), the second not executed."""
     assert r.exit_code == 5, r
     doc = json.loads(r.stdout)
     assert doc["error"]["type"] == "tool_rounds"
@@ -251,9 +248,21 @@ def test_forced_tool_call_is_accumulated_and_run_once_per_turn():
     for call in (ran, not_run):
         assert call["name"] == "web_search"
         assert isinstance(call["arguments"], dict) and isinstance(call["arguments"]["query"], str)
-        assert call["id"].count("call_") == 1  # the id repeated on every chunk was not concatenated
     assert ran["error"].startswith("web_search is not configured")
     assert not_run["error"] == "not executed"
+    return doc
+
+
+@needs_model
+def test_forced_tool_call_is_accumulated_and_run_once_per_turn():
+    """tool_choice pinned to web_search: every turn calls it, so with --max-tool-rounds 1 the first call
+    runs (web_search is not configured here: its result is an error the model reads) and the second
+    turn's call hits the round limit (exit 5). Each turn yields exactly one call, with object arguments."""
+    r = invoke("ask", "--json", "-T", "web_search", "-o", "tool_choice", PIN_WEB_SEARCH,
+               "-o", "max_tokens", "100", "-o", "temperature", "0", "--max-tool-rounds", "1", "Search the web for Paris")
+    doc = forced_web_search_rounds(r)
+    for call in doc["tool_calls"]:
+        assert call["id"].count("call_") == 1  # the id repeated on every chunk was not concatenated
     assert doc["usage"]["completion_tokens"] > 0  # both turns, added up
 
 

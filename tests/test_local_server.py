@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import invoke
+from test_local import forced_web_search_rounds
 from llmcli import local
 
 SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -191,17 +192,12 @@ def test_forced_tool_call_is_one_call_per_turn(llama_server):
     That turn 2 happened at all shows that the server accepted llmcli's follow-up request."""
     r = ask(llama_server, "--json", "-T", "web_search", "-o", "tool_choice", PIN_WEB_SEARCH, *GREEDY,
             "-o", "max_tokens", "100", "--max-tool-rounds", "1", "Search the web for Paris")
-    assert r.exit_code == 5, r
-    doc = json.loads(r.stdout)
-    assert doc["error"]["type"] == "tool_rounds"
+    doc = forced_web_search_rounds(r)
     ran, not_run = doc["tool_calls"]
     for call in (ran, not_run):
-        assert call["name"] == "web_search"
-        assert isinstance(call["arguments"], dict) and isinstance(call["arguments"]["query"], str)
         assert call["id"].startswith("call__0_web_search_") and call["id"].count("web_search") == 1
     assert ran["id"] != not_run["id"]
-    assert ran["error"].startswith("web_search is not configured") and ran["output"] is None
-    assert not_run["error"] == "not executed"
+    assert ran["output"] is None
     assert "[tool] web_search(" in r.stderr
 
 
