@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 from .config import Settings
 from .errors import LLMCliError, ToolError, ToolRoundLimit
-from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult, UsageUpdate
+from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult
 
 
 @dataclass
@@ -251,8 +251,6 @@ class ChatRun:
                         self.reasoning_parts.append(ev.text)
                     elif isinstance(ev, RefusalDelta):
                         self.refusal_parts.append(ev.text)
-                    elif isinstance(ev, UsageUpdate):
-                        pass  # the decoder keeps the last one; recorded per turn below
                     elif isinstance(ev, FinishReason):
                         self.finish_reason = ev.reason
                     yield ev

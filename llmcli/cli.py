@@ -217,10 +217,11 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
     from .errors import UsageError
     from .history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
+    from .runner import isatty
 
     warnings = []
     stdin = sys.stdin
-    stdin_tty = _isatty(stdin)
+    stdin_tty = isatty(stdin)
     stdin_bytes = None
 
     def read_stdin():
@@ -263,10 +264,10 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
             pre_warnings=(), transport=None, render_markdown=False):
     from .errors import Interrupted
     from .output import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
-    from .runner import RunWiring, Terminated, announce_local_model
+    from .runner import RunWiring, Terminated, announce_local_model, isatty
 
     out, err = sys.stdout, sys.stderr
-    out_tty, err_tty = _isatty(out), _isatty(err)
+    out_tty, err_tty = isatty(out), isatty(err)
     color = color_enabled(err)
     diag = Diagnostics(err, color)
     for w in pre_warnings:
@@ -293,12 +294,6 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         dump_history(wiring.run.messages, save_path)
     if error is not None:
         raise error
-
-
-def _isatty(stream) -> bool:
-    from .runner import isatty
-
-    return isatty(stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +405,9 @@ def chat(message, vi_mode, show_reasoning, **params):
     """
     from .errors import UsageError
 
-    if not _isatty(sys.stdin):
+    from .runner import isatty
+
+    if not isatty(sys.stdin):
         raise UsageError("chat needs a terminal on stdin; for piped input use: llmcli ask")
     settings = settings_from_params(params)
     history = None

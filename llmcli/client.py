@@ -193,7 +193,6 @@ class Exchange:
         self.sse = SSEDecoder()
         self.recorder = recorder
         self.bytes_read = 0
-        self.first_token_at: Optional[float] = None
         ctype = response.headers.get("content-type", "")
         self.declared_sse = "text/event-stream" in ctype.lower() or not ctype
         self.watchdog = Watchdog(settings.idle_timeout, deadline)
@@ -217,10 +216,7 @@ class Exchange:
             while data:
                 for sse_event in self.sse.feed(data):
                     self.watchdog.data_seen()
-                    for ev in self.decoder.feed_event(sse_event):
-                        if self.first_token_at is None:
-                            self.first_token_at = time.monotonic()
-                        yield ev
+                    yield from self.decoder.feed_event(sse_event)
                     if self.decoder.done:
                         return
                 data = self._read(raw)
@@ -252,7 +248,6 @@ class Exchange:
             raise StreamError("the server sent unexpected JSON: " + snippet(json.dumps(parsed)))
         result = decode_non_streamed(parsed)
         self.decoder = _ReplayedDecoder(result)
-        self.first_token_at = time.monotonic()
         yield from self.decoder.replay_events()
 
     def _read(self, raw) -> bytes:

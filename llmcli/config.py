@@ -20,8 +20,6 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_TOOL_ROUNDS = 10
 DEFAULT_MAX_INPUT_BYTES = 2_000_000  # warn above this much prompt text
 
-ENV_PREFIX = "LLMCLI_"
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -77,10 +75,6 @@ class Secret(str):
 
     def __repr__(self):
         return "Secret('***')"
-
-    @property
-    def redacted(self):
-        return redact_key(self)
 
 
 def redact_key(key: Optional[str]) -> str:
@@ -299,12 +293,6 @@ def run_key_command(cmd: str, provider: str) -> str:
     if not key:
         raise ConfigError(f"api_key_cmd for provider '{provider}' printed nothing")
     return key
-
-
-def local_provider_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None,

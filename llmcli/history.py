@@ -6,7 +6,7 @@ by its name, then piped stdin, then the prompt words — separated by blank line
 
 import json
 import os
-from typing import IO, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .errors import InputError
 
@@ -176,7 +176,3 @@ def dump_history(messages: List[dict], path: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def read_stream(stream: IO[bytes], what: str, warnings: List[str]) -> str:
-    return decode_input(stream.read(), what, warnings)

@@ -30,6 +30,7 @@ from .errors import Interrupted, LLMCliError, UsageError
 from .history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
                       read_file_bytes, with_system_prompt)
 from .output import Diagnostics, TextRenderer, color_enabled
+from .runner import isatty
 from .status import ExitStatus
 
 # Appended to a partial answer kept in the conversation, so that the model (and the user reading a
@@ -503,7 +504,7 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     settings = session.settings
     # Markdown is styled on a terminal unless the config says `chat: {render: false}` (issue 7).
     render = bool(dict(settings.chat).get("render", True))
-    renderer = TextRenderer(out, err, _isatty(out), _isatty(err), color_enabled(err),
+    renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render)
     wiring = RunWiring(settings, session.messages, diag, err)
     _sigint_raises()
@@ -534,12 +535,6 @@ def _sigint_raises() -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread (embedded use): nothing to do
         pass
-
-
-def _isatty(stream) -> bool:
-    from .runner import isatty
-
-    return isatty(stream)
 
 
 def _config_data(settings: Settings) -> dict:
