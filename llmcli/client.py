@@ -367,21 +367,10 @@ class HTTPTransport:
                     allow_redirects=False,  # a redirected POST silently becomes a GET; say where instead
                     verify=s.ca_bundle if s.ca_bundle else True,
                 )
-            except requests.exceptions.SSLError as exc:
-                raise NetworkError(f"TLS error talking to {self._host()}: {_reason(exc)} "
-                                   "(use --ca-bundle FILE or REQUESTS_CA_BUNDLE for a private CA)")
-            except requests.exceptions.ConnectTimeout:
-                final_error = TimeoutExpired(f"connecting to {self._host()} timed out after {s.connect_timeout:g} s")
-                retry_reason = "connect timeout"
-            except requests.exceptions.ReadTimeout:
-                final_error = TimeoutExpired(
-                    f"{self._host()} accepted the connection but sent no response within {read_timeout:g} s")
-                retry_reason = "no response (read timeout)"
-            except requests.exceptions.ProxyError as exc:
-                raise NetworkError(f"proxy error: {_reason(exc)}")
-            except requests.exceptions.ConnectionError as exc:
-                final_error = NetworkError(_connection_message(exc, self._host()))
-                retry_reason = final_error.args[0]
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                final_error, retry_reason = request_failure(exc, self._host(), s.connect_timeout, read_timeout)
+                if retry_reason is None:
+                    raise final_error
             else:
                 if self.recorder is not None:
                     self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
@@ -459,6 +448,28 @@ class HTTPTransport:
         return None, None
 
 
+def request_failure(exc, host: str, connect_timeout: float, read_timeout: float):
+    """(the error, the retry reason or None) for a request that got no response at all.
+
+    requests' exception classes overlap (SSLError, ProxyError and ConnectTimeout are ConnectionErrors),
+    so the order of the checks matters.
+    """
+    import requests.exceptions as rex
+
+    if isinstance(exc, rex.SSLError):
+        return NetworkError(f"TLS error talking to {host}: {_reason(exc)} "
+                            "(use --ca-bundle FILE or REQUESTS_CA_BUNDLE for a private CA)"), None
+    if isinstance(exc, rex.ProxyError):
+        return NetworkError(f"proxy error: {_reason(exc)}"), None
+    if isinstance(exc, rex.ConnectTimeout):
+        return TimeoutExpired(f"connecting to {host} timed out after {connect_timeout:g} s"), "connect timeout"
+    if isinstance(exc, rex.Timeout):
+        return (TimeoutExpired(f"{host} accepted the connection but sent no response within {read_timeout:g} s"),
+                "no response (read timeout)")
+    error = NetworkError(_connection_message(exc, host))
+    return error, str(error)
+
+
 def _reason(exc) -> str:
     text = str(exc)
     for marker in ("certificate verify failed", "wrong version number", "handshake failure"):
@@ -486,20 +497,16 @@ def list_models(settings: Settings) -> list:
     """GET {base}/models → the server's model entries (dicts with at least "id")."""
     import requests
 
+    transport = HTTPTransport(settings)  # the same headers (auth, preset) and host naming as a chat request
     url = settings.base_url.rstrip("/") + "/models"
-    headers = {"Accept": "application/json", "User-Agent": "llmcli/0.1", **dict(settings.headers)}
-    if settings.api_key:
-        headers["Authorization"] = f"Bearer {settings.api_key}"
-    host = url.split("://", 1)[-1].split("/", 1)[0]
+    headers = {**transport.headers(), "Accept": "application/json"}
+    headers.pop("Content-Type", None)
+    host = transport._host()
     try:
-        resp = requests.get(url, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout),
-                            verify=settings.ca_bundle if settings.ca_bundle else True)
-    except requests.exceptions.SSLError as exc:
-        raise NetworkError(f"TLS error talking to {host}: {_reason(exc)}")
-    except requests.exceptions.Timeout:
-        raise TimeoutExpired(f"{host} did not answer in time")
-    except requests.exceptions.ConnectionError as exc:
-        raise NetworkError(_connection_message(exc, host))
+        resp = transport.session.get(url, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout),
+                                     verify=settings.ca_bundle if settings.ca_bundle else True)
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise request_failure(exc, host, settings.connect_timeout, settings.read_timeout)[0]
     if not 200 <= resp.status_code < 300:
         message, code = error_message_from_body(resp.content, resp.headers.get("content-type", ""))
         raise HTTPError(f"HTTP {resp.status_code} from {host}: {message}", status=resp.status_code, code=code)
