@@ -27,7 +27,7 @@ class ToolActivity:
         return {
             "id": self.call.id,
             "name": self.call.name,
-            "arguments": self.call.arguments if self.call.arguments is not None else self.call.arguments_raw,
+            "arguments": self.call.shown_arguments,
             "output": self.output,
             "error": self.error,
         }
@@ -323,7 +323,7 @@ def tool_calls_summary(run: ChatRun) -> List[dict]:
     out = [a.to_dict() for a in run.tool_activity]
     for call in run.unexecuted_calls:
         out.append({"id": call.id, "name": call.name,
-                    "arguments": call.arguments if call.arguments is not None else call.arguments_raw,
+                    "arguments": call.shown_arguments,
                     "output": None, "error": "not executed"})
     return out
 

@@ -114,10 +114,29 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
     }
 
 
-class TextRenderer:
+class _Renderer:
+    """What every renderer shares: stdout, the diagnostics on stderr, and the end-of-run warnings."""
+
+    def __init__(self, out, err, err_tty: bool, color: bool):
+        self.out = out
+        self.diag = Diagnostics(err, color and err_tty)
+
+    def _diagnose(self, ev) -> None:
+        """Tool activity and retries are told on stderr whatever the output mode."""
+        if isinstance(ev, ToolFinished):
+            self.diag.tool(ev.activity)
+        elif isinstance(ev, Retrying):
+            self.diag.retry(ev)
+
+    def _finish_warnings(self, run) -> None:
+        for message in finish_warnings(run):
+            self.diag.warning(message)
+
+
+class TextRenderer(_Renderer):
     def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, show_reasoning: Optional[bool] = None,
                  show_usage: bool = False, render_markdown: bool = False):
-        self.out = out
+        super().__init__(out, err, err_tty, color)
         self.out_tty = out_tty
         self.markdown = None
         if render_markdown and out_tty and color_enabled(out):
@@ -127,7 +146,6 @@ class TextRenderer:
             from .markdown import MarkdownStream
 
             self.markdown = MarkdownStream(out, shutil.get_terminal_size().columns)
-        self.diag = Diagnostics(err, color and err_tty)
         self.err = err
         self.color = color and err_tty
         self.show_reasoning = err_tty if show_reasoning is None else show_reasoning
@@ -147,7 +165,7 @@ class TextRenderer:
         elif isinstance(ev, ToolFinished):
             self._end_reasoning()
             self._break_line()
-            self.diag.tool(ev.activity)
+            self._diagnose(ev)
         elif isinstance(ev, TurnDone):
             self._end_reasoning()
             if ev.turn.tool_calls:
@@ -155,8 +173,8 @@ class TextRenderer:
         elif isinstance(ev, Warning_):
             self._break_line()
             self.diag.warning(ev.message)
-        elif isinstance(ev, Retrying):
-            self.diag.retry(ev)
+        else:
+            self._diagnose(ev)
         # RefusalDelta, UsageUpdate, FinishReason, ToolStarted: reported at the end / by ToolFinished
 
     def _write(self, text):
@@ -199,40 +217,28 @@ class TextRenderer:
             self.out.write("\n")
             self.ends_with_newline = True
         self.out.flush()
-        for message in finish_warnings(run):
-            self.diag.warning(message)
+        self._finish_warnings(run)
         if self.show_usage:
             self.diag.usage(run.usage, run.timing())
 
 
-class JSONRenderer:
+class JSONRenderer(_Renderer):
     """Exactly one JSON document on stdout at the end — also when the run failed."""
 
-    def __init__(self, out, err, err_tty: bool, color: bool):
-        self.out = out
-        self.diag = Diagnostics(err, color and err_tty)
-
     def handle(self, ev):
-        if isinstance(ev, ToolFinished):
-            self.diag.tool(ev.activity)
-        elif isinstance(ev, Warning_):
+        if isinstance(ev, Warning_):
             self.diag.warning(ev.message)
-        elif isinstance(ev, Retrying):
-            self.diag.retry(ev)
+        else:
+            self._diagnose(ev)
 
     def finish(self, run, error):
-        for message in finish_warnings(run):
-            self.diag.warning(message)
+        self._finish_warnings(run)
         self.out.write(json.dumps(run_document(run, error), ensure_ascii=False, indent=2) + "\n")
         self.out.flush()
 
 
-class JSONLRenderer:
+class JSONLRenderer(_Renderer):
     """One JSON event per line, as things happen, for programs that stream."""
-
-    def __init__(self, out, err, err_tty: bool, color: bool):
-        self.out = out
-        self.diag = Diagnostics(err, color and err_tty)
 
     def _emit(self, obj):
         self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -252,19 +258,18 @@ class JSONLRenderer:
         elif isinstance(ev, ToolStarted):
             c = ev.activity.call
             self._emit({"type": "tool_call", "id": c.id, "name": c.name,
-                        "arguments": c.arguments if c.arguments is not None else c.arguments_raw})
+                        "arguments": c.shown_arguments})
         elif isinstance(ev, ToolFinished):
-            self.diag.tool(ev.activity)
+            self._diagnose(ev)
             self._emit({"type": "tool_result", **ev.activity.to_dict()})
         elif isinstance(ev, Warning_):
             self._emit({"type": "warning", "message": ev.message})
         elif isinstance(ev, Retrying):
-            self.diag.retry(ev)
+            self._diagnose(ev)
             self._emit({"type": "retry", "attempt": ev.attempt, "delay": round(ev.delay, 3), "reason": ev.reason})
 
     def finish(self, run, error):
-        for message in finish_warnings(run):
-            self.diag.warning(message)
+        self._finish_warnings(run)
         doc = run_document(run, error)
         if error is None:
             self._emit({"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],

@@ -92,6 +92,11 @@ class ToolCall:
     arguments: Optional[dict]
     parse_error: Optional[str]
 
+    @property
+    def shown_arguments(self):
+        """For people and JSON output: the parsed object, or the raw text when it did not parse."""
+        return self.arguments if self.arguments is not None else self.arguments_raw
+
     def to_message_dict(self) -> dict:
         """The entry for the assistant message's `tool_calls` in the follow-up request.
 
