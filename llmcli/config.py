@@ -111,6 +111,8 @@ class Settings:
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
     local: Tuple[Tuple[str, Any], ...] = ()
+    aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
+    model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
     config_path: Optional[str] = None
     home: Optional[str] = None
     sources: Tuple[Tuple[str, str], ...] = ()  # setting name → where its value came from
@@ -409,6 +411,11 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
             model = str(aliases[model])
     if model:
         sources["model"] = model_src or "default"
+    model_names: List[str] = []
+    for prov in [prov_cfg] if provider in providers_cfg else list(providers_cfg.values()):
+        if isinstance(prov, dict):
+            model_names += [str(m) for m in [prov.get("model")] + list(prov.get("models") or []) if m]
+    model_names += [str(m) for m in (data.get("model"), preset.model if preset else None) if m]
 
     # -- headers and options -------------------------------------------------------------------
     headers: Dict[str, str] = dict(preset.headers) if preset else {}
@@ -508,6 +515,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),
+        aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
+        model_names=tuple(dict.fromkeys(model_names)),
         config_path=path,
         home=home_dir(env),
         sources=tuple(sources.items()),

@@ -25,7 +25,7 @@ from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
 from .chat import ChatRun, sum_usage
-from .config import PRESETS, Settings, parse_option_value
+from .config import Settings, parse_option_value
 from .errors import Interrupted, LLMCliError, UsageError
 from .history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
                       read_file_bytes, with_system_prompt)
@@ -130,13 +130,11 @@ def _format_usage(usage: Optional[dict]) -> str:
 class ChatSession:
     """The conversation and the settings a session can change; every /command acts on it."""
 
-    def __init__(self, settings: Settings, history: Optional[List[dict]] = None, show_reasoning: bool = True,
-                 config: Optional[dict] = None):
+    def __init__(self, settings: Settings, history: Optional[List[dict]] = None, show_reasoning: bool = True):
         self.settings = settings
         self.messages: List[dict] = with_system_prompt(history or [], settings.system,
                                                        settings.source_of("system") == "--system flag")
         self.show_reasoning = show_reasoning
-        self.config = config if isinstance(config, dict) else {}
         self.pending_files: List[Tuple[str, str]] = []
         self.answers = 0
         self.last_usage: Optional[dict] = None  # the last answer's (summed over its tool rounds)
@@ -222,8 +220,7 @@ class ChatSession:
 
     def resolve_model(self, name: str) -> str:
         """An alias from the config, else the name; 'provider/model' for this provider drops the prefix."""
-        aliases = self.config.get("aliases")
-        model = str(aliases[name]) if isinstance(aliases, dict) and name in aliases else name
+        model = dict(self.settings.aliases).get(name, name)
         prefix, _, rest = model.partition("/")
         if rest and self.settings.provider and prefix == self.settings.provider:
             model = rest
@@ -231,23 +228,7 @@ class ChatSession:
 
     def model_choices(self) -> List[str]:
         """For Tab after /model: the config's aliases and this provider's models, and the current model."""
-        data = self.config
-        names = []
-        if isinstance(data.get("aliases"), dict):
-            names += [str(a) for a in data["aliases"]]
-        providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
-        if self.settings.provider in providers:
-            chosen = [providers[self.settings.provider]]
-        else:
-            chosen = list(providers.values())
-        for prov in chosen:
-            if isinstance(prov, dict):
-                names += [str(m) for m in [prov.get("model")] + list(prov.get("models") or []) if m]
-        if data.get("model"):
-            names.append(str(data["model"]))
-        preset = PRESETS.get(self.settings.provider or "")
-        if preset and preset.model:
-            names.append(preset.model)
+        names = [alias for alias, _ in self.settings.aliases] + list(self.settings.model_names)
         if self.settings.model:
             names.append(self.settings.model)
         return list(dict.fromkeys(names))
@@ -457,7 +438,7 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
         vi_mode = bool(chat_config.get("vi_mode"))
     if show_reasoning is None:
         show_reasoning = bool(chat_config.get("show_reasoning", True))
-    session = ChatSession(settings, history, show_reasoning=show_reasoning, config=_config_data(settings))
+    session = ChatSession(settings, history, show_reasoning=show_reasoning)
     diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
     for message in settings.warnings:
         diag.warning(message)
@@ -535,19 +516,6 @@ def _sigint_raises() -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread (embedded use): nothing to do
         pass
-
-
-def _config_data(settings: Settings) -> dict:
-    """The config file again, for what Settings does not carry: aliases and model lists for /model."""
-    if not settings.config_path:
-        return {}
-    from .config import load_config_file
-
-    try:
-        data, _ = load_config_file(settings.config_path)
-    except LLMCliError:
-        return {}
-    return data
 
 
 def _make_prompt(session: ChatSession, vi_mode: bool, diag: Diagnostics):
