@@ -1,4 +1,4 @@
-"""Parsing throughput of the pure core (llmcli.sse + llmcli.stream). Prints numbers, asserts nothing.
+"""Parsing throughput of the pure core (llmcli.wire.sse + llmcli.wire.stream). Prints numbers, asserts nothing.
 
 Each case runs at full and at half size; a full/half time ratio near 2.0 shows linear behaviour (a
 quadratic parser would show ~4.0). Inputs are built before the clock starts. Times are CPU seconds
@@ -12,8 +12,8 @@ import json
 import sys
 import time
 
-from llmcli.sse import SSEDecoder
-from llmcli.stream import StreamDecoder
+from llmcli.wire.sse import SSEDecoder
+from llmcli.wire.stream import StreamDecoder
 
 MB = 1_000_000
 PATTERN = 'héllo "wörld" \\ 日本 😀 {x: [1, 2]}\n'  # escapes and multi-byte characters

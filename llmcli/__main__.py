@@ -3,7 +3,7 @@
 
 def main():
     try:
-        from .cli import main as cli_main
+        from .cli.app import main as cli_main
     except KeyboardInterrupt:
         raise SystemExit(130)
     cli_main()

@@ -11,7 +11,7 @@ non-ASCII text, stamps today's date (so output changes from day to day), and has
 ENVIRONMENT and FILES sections. The writer below walks the same click tree click-man walks.
 
 Output is deterministic: no date, no absolute paths, commands in `--help` order. The only inputs are
-the click definition, `llmcli.config.PRESETS` and the version in setup.cfg. Man pages are written in
+the click definition, `llmcli.config.settings.PRESETS` and the version in setup.cfg. Man pages are written in
 plain man(7) macros (TH SH PP TP RS RE nf fi B I br) with every hyphen written as `\\-`, every
 non-ASCII character as `\\[uXXXX]`, so `groff -ww -man -Tutf8` renders them without warnings and
 without needing preconv.
@@ -31,8 +31,8 @@ if REPO not in sys.path:
 
 import click  # noqa: E402
 
-from llmcli.cli import EXIT_CODES_HELP, cli, completion_script  # noqa: E402
-from llmcli.config import PRESETS  # noqa: E402
+from llmcli.cli.app import EXIT_CODES_HELP, cli, completion_script  # noqa: E402
+from llmcli.config.settings import PRESETS  # noqa: E402
 
 PROG = "llmcli"
 MAN_DIR = "man"

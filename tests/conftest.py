@@ -82,7 +82,7 @@ def invoke(*args, input=None, env=None):
     """Run the CLI in-process through the same entry point users get (exit-code mapping included)."""
     from click.testing import CliRunner
 
-    from llmcli.cli import run_cli
+    from llmcli.cli.app import run_cli
 
     runner = CliRunner()
     with runner.isolation(input=input, env=env) as streams:

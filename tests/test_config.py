@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import invoke
-from llmcli.config import CONFIG_TEMPLATE, PRESETS, load_config_file, redact_key, resolve_settings
+from llmcli.config.settings import CONFIG_TEMPLATE, PRESETS, load_config_file, redact_key, resolve_settings
 from localserver import Reply, text_stream
 
 LLMCLI = os.path.join(os.path.dirname(sys.executable), "llmcli")

@@ -16,8 +16,8 @@ import click
 import pytest
 
 from conftest import invoke
-from llmcli.cli import cli
-from llmcli.config import PRESETS
+from llmcli.cli.app import cli
+from llmcli.config.settings import PRESETS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "generate_docs.py")

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import invoke
-from llmcli import local
+from llmcli.wire import local
 
 QUESTION = "What is the capital of France?"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -271,8 +271,8 @@ def test_forced_tool_call_is_accumulated_and_run_once_per_turn():
 
 @needs_model
 def test_closing_the_exchange_stops_generation_and_the_next_request_works():
-    from llmcli.config import resolve_settings
-    from llmcli.stream import TextDelta
+    from llmcli.config.settings import resolve_settings
+    from llmcli.wire.stream import TextDelta
 
     transport = local.LocalTransport(resolve_settings({}))
     body = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 500, "temperature": 0}

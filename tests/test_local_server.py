@@ -19,7 +19,7 @@ import pytest
 
 from conftest import invoke
 from test_local import forced_web_search_rounds
-from llmcli import local
+from llmcli.wire import local
 
 SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
 QUESTION = "What is the capital of France?"

@@ -7,7 +7,7 @@ import sys
 import pexpect
 
 from conftest import invoke
-from llmcli.markdown import BOLD, CYAN, GREEN, MarkdownStream, MarkdownStyler, style_inline
+from llmcli.output.markdown import BOLD, CYAN, GREEN, MarkdownStream, MarkdownStyler, style_inline
 from localserver import Reply, text_stream
 
 ANSWER = ["# Ti", "tle\nSome **bo", "ld** and `co", "de`.\n- item\n```py", "thon\nx = 1\n```\n", "tail"]

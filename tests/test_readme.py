@@ -8,7 +8,7 @@ import shlex
 import click
 import pytest
 
-from llmcli.cli import cli
+from llmcli.cli.app import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -385,9 +385,9 @@ def test_piped_stdin_is_refused_with_exit_2(server):
 
 
 def test_session_commands_on_the_message_list():
-    from llmcli.config import Settings
+    from llmcli.config.settings import Settings
     from llmcli.errors import UsageError
-    from llmcli.repl import ChatSession
+    from llmcli.repl.session import ChatSession
 
     session = ChatSession(Settings(system="sys", provider="acme", model="m1", sources=(("system", "--system flag"),)),
                           history=[{"role": "system", "content": "old"}, {"role": "user", "content": "u0"},
@@ -412,7 +412,7 @@ def test_session_commands_on_the_message_list():
 
 
 def test_stopped_tool_calls_are_answered_so_the_conversation_stays_valid():
-    from llmcli.repl import close_open_tool_calls
+    from llmcli.repl.session import close_open_tool_calls
 
     messages = [
         {"role": "user", "content": "q"},

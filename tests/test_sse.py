@@ -7,7 +7,7 @@ chunk, and one byte per chunk (the `way` fixture).
 import pytest
 
 from localserver import rechunk
-from llmcli.sse import SSEDecoder, SSEEvent, iter_sse_events
+from llmcli.wire.sse import SSEDecoder, SSEEvent, iter_sse_events
 
 def decode(chunks, way):
     decoder = SSEDecoder()

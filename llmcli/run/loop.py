@@ -10,60 +10,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from .config import Settings
-from .errors import LLMCliError, ToolError, ToolRoundLimit
-from .stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult
+from ..config.settings import Settings
+from ..errors import LLMCliError, ToolError, ToolRoundLimit
+from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult
 
 
-@dataclass
-class ToolActivity:
-    call: ToolCall
-    round: int
-    output: Optional[str] = None
-    error: Optional[str] = None
-    seconds: float = 0.0
+from ..events import RunWarning, ToolActivity, ToolFinished, ToolStarted, TurnDone, describe_arguments  # noqa: F401
 
-    def to_dict(self):
-        return {
-            "id": self.call.id,
-            "name": self.call.name,
-            "arguments": self.call.shown_arguments,
-            "output": self.output,
-            "error": self.error,
-        }
-
-    @property
-    def content(self) -> str:
-        """What the model gets back as the `role: tool` message."""
-        if self.error is not None:
-            return f"error: {self.error}"
-        return self.output or ""
-
-
-@dataclass
-class ToolStarted:
-    activity: ToolActivity
-
-
-@dataclass
-class ToolFinished:
-    activity: ToolActivity
-
-
-@dataclass
-class TurnDone:
-    turn: TurnResult
-    round: int
-
-
-@dataclass
-class Warning_:
-    message: str
+Warning_ = RunWarning  # the old name, kept for the tests that import it
 
 
 def make_tool_settings(settings: Settings):
     """ToolSettings from the resolved config (tools.web_search / tools.web_fetch and flags)."""
-    from .tools import ToolSettings
+    from ..tools import ToolSettings
 
     cfg = dict(settings.tool_config)
     search = cfg.get("web_search") or {}
@@ -178,6 +137,10 @@ class ChatRun:
     def usage(self) -> Optional[dict]:
         return sum_usage(self.usages)
 
+    def tool_calls_summary(self) -> List[dict]:
+        """Every tool call of the run for `--json`: the ones run, then the ones left unexecuted."""
+        return tool_calls_summary(self)
+
     def timing(self) -> dict:
         end = self.ended_at or time.monotonic()
         timing = {
@@ -207,7 +170,7 @@ class ChatRun:
                     self.unexecuted_calls.extend(calls)
                     self.messages.pop()
                     self.messages.append(_without_calls(turn))
-                    yield Warning_("the model asked for tools ("
+                    yield RunWarning("the model asked for tools ("
                                    + ", ".join(c.name or "?" for c in calls)
                                    + ") but none are enabled; enable them with -T NAME or --tools")
                     return
@@ -229,7 +192,7 @@ class ChatRun:
             self.ended_at = time.monotonic()
 
     def _one_turn(self, round_no):
-        from .client import Retrying
+        from ..wire.client import Retrying
 
         body = build_request_body(self.settings, self.messages, [t.schema() for t in self.tools.values()], self.stream)
         exchange = None
@@ -328,6 +291,3 @@ def tool_calls_summary(run: ChatRun) -> List[dict]:
     return out
 
 
-def describe_arguments(call: ToolCall, limit: int = 100) -> str:
-    text = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.arguments_raw
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,7 +8,7 @@ import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from .errors import InputError
+from ..errors import InputError
 
 VALID_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 

@@ -83,8 +83,8 @@ class Recorder:
 def load_record(path: str):
     """(request_body, response bytes, response headers) of the last exchange in a record, or of a raw
     SSE capture file (anything that is not a debug record is replayed as raw response bytes)."""
-    from .errors import InputError
-    from .history import read_file_bytes
+    from ..errors import InputError
+    from ..prompt.history import read_file_bytes
 
     raw = read_file_bytes(path)
     try:

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from .config import Settings
-from .errors import HTTPError, NetworkError, StreamError, TimeoutExpired
+from ..config.settings import Settings
+from ..errors import HTTPError, NetworkError, StreamError, TimeoutExpired
 from .sse import SSEDecoder
 from .stream import StreamDecoder, decode_non_streamed
 
@@ -29,13 +29,7 @@ READ_SIZE = 65536
 ERROR_BODY_LIMIT = 64 * 1024
 
 
-@dataclass
-class Retrying:
-    """Emitted before a back-off sleep."""
-
-    attempt: int  # the attempt that failed, 1-based
-    delay: float
-    reason: str
+from ..events import Retrying  # noqa: E402,F401 (re-exported)
 
 
 def redact_headers(headers) -> dict:

@@ -6,8 +6,8 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from .chat import ChatRun, make_tool_settings
-from .errors import ConfigError, LLMCliError
+from .loop import ChatRun, make_tool_settings
+from ..errors import ConfigError, LLMCliError
 
 
 class Terminated(KeyboardInterrupt):
@@ -16,12 +16,12 @@ class Terminated(KeyboardInterrupt):
 
 def make_transport(settings, recorder=None, run_deadline=None):
     if settings.is_local:
-        from .local import LocalTransport
+        from ..wire.local import LocalTransport
 
         return LocalTransport(settings, run_deadline=run_deadline)
     if not settings.base_url:
         raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
-    from .client import HTTPTransport
+    from ..wire.client import HTTPTransport
 
     return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
 
@@ -37,7 +37,7 @@ def announce_local_model(settings, transport, diag):
 def enabled_tools(settings):
     if not settings.tools:
         return []
-    from .tools import get_tool
+    from ..tools import get_tool
 
     return [get_tool(name) for name in settings.tools]
 
@@ -46,7 +46,7 @@ def make_confirm(err):
     """--confirm-tools: ask on the terminal; with no terminal, refuse every call."""
 
     def confirm(call):
-        from .chat import describe_arguments
+        from .loop import describe_arguments
 
         if not isatty(err):
             return "no"
@@ -89,7 +89,7 @@ class RunWiring:
         self.diag = diag
         self.recorder = None
         if settings.debug:
-            from .record import Recorder
+            from ..wire.record import Recorder
 
             self.recorder = Recorder()
             diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "

@@ -1,0 +1,8 @@
+"""Settings: the YAML config file, the environment and the flags resolved into one frozen `Settings`.
+
+Owns: where the config file is and how it is parsed (invalid YAML is a ConfigError with file:line),
+provider presets, the precedence rule (flag > environment > config file > preset > default), the
+API-key lookup, and what `config show` prints of each value and where it came from (secrets redacted).
+
+May import: errors, status.
+"""

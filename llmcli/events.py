@@ -1,0 +1,175 @@
+"""Every value a run emits or produces: pure, immutable-in-spirit value types (no I/O, no llmcli imports).
+
+The contract between the layers: `wire` decodes bytes into these, `run` drives turns and emits them,
+`output` renders them, and `cli`/`repl` pick a renderer. A renderer imports this module and `errors`,
+never the loop or the transport (STYLE.md; modelled on simonw/llm's `llm/parts.py`, "pure values").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+# --- typed events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer (the only thing that goes to stdout)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning: stderr at most, never stdout (PROTOCOL.md §2)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RefusalDelta:
+    """A piece of a refusal: a warning on stderr, never printed as the answer (PROTOCOL.md §2)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class UsageUpdate:
+    """A non-null `usage` object arrived; the last one wins."""
+
+    usage: dict
+
+
+@dataclass(frozen=True)
+class FinishReason:
+    """The choice's `finish_reason` arrived (stop, length, tool_calls, content_filter, ...)."""
+
+    reason: str
+
+
+StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason]
+
+
+# --- tool calls ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolCall:
+    """One complete tool call, known only once the stream has ended (PROTOCOL.md §3)."""
+
+    id: str
+    name: str
+    arguments_raw: str
+    arguments: Optional[dict]
+    parse_error: Optional[str]
+
+    @property
+    def shown_arguments(self):
+        """For people and JSON output: the parsed object, or the raw text when it did not parse."""
+        return self.arguments if self.arguments is not None else self.arguments_raw
+
+    def to_message_dict(self) -> dict:
+        """The entry for the assistant message's `tool_calls` in the follow-up request.
+
+        `function.arguments` is always a JSON *string* holding valid JSON (PROTOCOL.md §3): strict
+        providers reject a follow-up whose arguments do not parse, so invalid JSON (quoted back to the
+        model in the tool's error result instead) and no arguments are both sent as "{}".
+        """
+        raw = self.arguments_raw
+        if not raw.strip() or self.parse_error is not None:
+            raw = "{}"
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": raw}}
+
+
+# --- the turn -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TurnResult:
+    """Everything one turn produced; also the partial result of a failed turn."""
+
+    content: str
+    reasoning: str
+    refusal: str
+    finish_reason: Optional[str]
+    tool_calls: List[ToolCall] = field(default_factory=list)
+    usage: Optional[dict] = None
+    model: Optional[str] = None
+
+    def assistant_message(self) -> dict:
+        """The assistant message to send back before the tool results (PROTOCOL.md §3).
+
+        Reasoning and refusal are not sent back: several providers reject unknown fields in input.
+        """
+        # "" rather than null when the turn only called tools: OpenAI accepts either, but
+        # llama-cpp-python's server (HTTP 500), llama.cpp's server (ggml-org/llama.cpp#13471) and SGLang reject null.
+        message: Dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_message_dict() for call in self.tool_calls]
+        return message
+
+
+# --- what the loop and the transport emit around turns ---------------------------------------
+
+
+@dataclass
+class Retrying:
+    """Emitted before a back-off sleep."""
+
+    attempt: int  # the attempt that failed, 1-based
+    delay: float
+    reason: str
+
+
+@dataclass
+class ToolActivity:
+    call: ToolCall
+    round: int
+    output: Optional[str] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+    def to_dict(self):
+        return {
+            "id": self.call.id,
+            "name": self.call.name,
+            "arguments": self.call.shown_arguments,
+            "output": self.output,
+            "error": self.error,
+        }
+
+    @property
+    def content(self) -> str:
+        """What the model gets back as the `role: tool` message."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        return self.output or ""
+
+
+@dataclass
+class ToolStarted:
+    activity: ToolActivity
+
+
+@dataclass
+class ToolFinished:
+    activity: ToolActivity
+
+
+@dataclass
+class TurnDone:
+    turn: TurnResult
+    round: int
+
+
+@dataclass
+class RunWarning:
+    message: str
+
+
+
+def describe_arguments(call: ToolCall, limit: int = 100) -> str:
+    text = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.arguments_raw
+    return text if len(text) <= limit else text[: limit - 1] + "…"
