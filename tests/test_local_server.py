@@ -84,7 +84,7 @@ def llama_server(tmp_path_factory):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)
 
 
 def ask(base_url, *args):

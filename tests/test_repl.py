@@ -26,6 +26,8 @@ PROMPT = r"\x1b\[\?2004h(?:\x1b\[[0-9;?]*[A-Za-z]|[\r\n])*>"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|[\x08\r]")
 ESC_ENTER = "\x1b\r"  # what a terminal sends for Alt+Enter
 UP = "\x1b[A"
+# Every wait is bounded (None would make pexpect wait forever and hang the suite with it).
+WAIT = float(os.environ.get("LLMCLI_TEST_WAIT", "30"))
 
 
 def plain(text):
@@ -38,7 +40,7 @@ class Repl:
     def __init__(self, child):
         self.child = child
 
-    def expect(self, pattern, timeout=None):
+    def expect(self, pattern, timeout=WAIT):
         """Wait for `pattern`; returns everything seen up to and including it, without ANSI codes."""
         seen = ""
         while True:
@@ -53,7 +55,7 @@ class Repl:
                     self.child.send(CPR_ANSWER)
             return plain(seen)
 
-    def prompt(self, timeout=None):
+    def prompt(self, timeout=WAIT):
         return self.expect(PROMPT, timeout)
 
     def say(self, text):

