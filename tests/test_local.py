@@ -314,25 +314,27 @@ def test_no_stream_prints_the_same_way():
 
 def forced_web_search_rounds(r):
     """What a run with web_search pinned and --max-tool-rounds 1 must give (here and against the server):
-    exit 5 at the round limit, and exactly one web_search call per turn with object arguments — the
-    first run (an error result: no backend in tests), the second not executed."""
-    assert r.exit_code == 5, r
+    the first turn is forced to call web_search once, with object arguments, and it runs (an error
+    result: no backend in tests). The pin holds for the first request only, so the second turn either
+    answers (exit 0) or calls again, unexecuted at the round limit (exit 5) — never a forced loop."""
+    assert r.exit_code in (0, 5), r
     doc = json.loads(r.stdout)
-    assert doc["error"]["type"] == "tool_rounds"
-    ran, not_run = doc["tool_calls"]
-    for call in (ran, not_run):
+    ran, *rest = doc["tool_calls"]
+    for call in [ran] + rest:
         assert call["name"] == "web_search"
         assert isinstance(call["arguments"], dict) and isinstance(call["arguments"]["query"], str)
     assert ran["error"].startswith("web_search is not configured")
-    assert not_run["error"] == "not executed"
+    if r.exit_code == 5:
+        assert doc["error"]["type"] == "tool_rounds" and [c["error"] for c in rest] == ["not executed"]
+    else:
+        assert doc["error"] is None and rest == []
     return doc
 
 
 @needs_model
 def test_forced_tool_call_is_accumulated_and_run_once_per_turn():
-    """tool_choice pinned to web_search: every turn calls it, so with --max-tool-rounds 1 the first call
-    runs (web_search is not configured here: its result is an error the model reads) and the second
-    turn's call hits the round limit (exit 5). Each turn yields exactly one call, with object arguments."""
+    """tool_choice pinned to web_search: the first turn calls it (web_search is not configured here: its
+    result is an error the model reads); each turn yields at most one call, with object arguments."""
     r = invoke("ask", "--json", "-T", "web_search", "-o", "tool_choice", PIN_WEB_SEARCH,
                "-o", "max_tokens", "100", "-o", "temperature", "0", "--max-tool-rounds", "1", "Search the web for Paris")
     doc = forced_web_search_rounds(r)

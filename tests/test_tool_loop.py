@@ -294,3 +294,15 @@ def test_tool_loop_without_streaming(server, page):
     chat_requests = [q for q in server.requests if q.path == "/v1/chat/completions"]
     assert [q.json["stream"] for q in chat_requests] == [False, False]
     check_follow_up(chat_requests[1].json, [("c1", "web_fetch", "")])
+
+
+@pytest.mark.parametrize("choice", ['{"type": "function", "function": {"name": "web_fetch"}}', '"required"'])
+def test_a_forced_tool_choice_holds_for_the_first_request_only(server, choice):
+    """Repeated after the tool results, a forced call would loop to --max-tool-rounds; then it is auto."""
+    server.chat([Reply(pieces=tool_call_stream([("c1", "web_fetch", "{}")])), Reply(pieces=text_stream("done"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "-o", "tool_choice", choice, "go")
+    assert r.exit_code == 0, r
+    assert r.stdout == "done\n"
+    first, second = [q.json for q in server.requests if q.path == "/v1/chat/completions"]
+    assert first["tool_choice"] == json.loads(choice)
+    assert second["tool_choice"] == "auto"

@@ -195,6 +195,11 @@ class ChatRun:
         from ..wire.client import Retrying
 
         body = build_request_body(self.settings, self.messages, [t.schema() for t in self.tools.values()], self.stream)
+        if round_no > 0 and _forces_a_call(body.get("tool_choice")):
+            # A tool_choice that forces a call ("required" or a named function) holds for the first
+            # request only: repeated after the results, it makes the model call again on every round,
+            # so the run could only end at --max-tool-rounds. Afterwards the model may answer.
+            body["tool_choice"] = "auto"
         exchange = None
         self.current_turn_text = []
         for item in self.transport.open(body):
@@ -274,6 +279,10 @@ class ChatRun:
         if not text:
             return None
         return {"role": "assistant", "content": text + marker}
+
+
+def _forces_a_call(tool_choice) -> bool:
+    return tool_choice == "required" or (isinstance(tool_choice, dict) and tool_choice.get("type") == "function")
 
 
 def _without_calls(turn: TurnResult) -> dict:
