@@ -139,3 +139,29 @@ def test_json_escapes_c1(server, flag):
     assert "\\u009b" in r.stdout and "\x9b" not in r.stdout
     if flag == "--json":
         assert json.loads(r.stdout)["content"] == ANSWER
+
+
+@pytest.mark.parametrize("spelling,expected", [("no", False), ("off", False), ("false", False), ("0", False),
+                                               ("yes", True), ("on", True), ("true", True), ("1", True)])
+def test_allow_private_is_parsed_strictly(spelling, expected):
+    from llmcli.config.settings import strict_bool
+
+    assert strict_bool(spelling, "k") is expected
+
+
+def test_a_bad_boolean_is_a_config_error_naming_the_key():
+    from llmcli.config.settings import strict_bool
+    from llmcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tools.web_fetch.allow_private"):
+        strict_bool("nope", "tools.web_fetch.allow_private")
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "169.254.170.2", "169.254.170.23", "169.254.0.23",
+                                     "fd00:ec2::254", "fd00:ec2::23", "168.63.129.16"])
+def test_metadata_addresses_are_listed(address):
+    import ipaddress
+
+    from llmcli.tools.addresses import METADATA_ADDRESSES
+
+    assert ipaddress.ip_address(address) in METADATA_ADDRESSES
