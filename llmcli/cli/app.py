@@ -190,8 +190,11 @@ def cli():
               help="Render Markdown in the answer (only when stdout is a terminal; never in a pipe).")
 @click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Save the whole conversation (as --history reads it) after the answer.")
+@click.option("--raw", is_flag=True,
+              help="On a terminal, print the answer's control characters as they are (by default escape "
+                   "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
-        save_path, **params):
+        save_path, raw, **params):
     """Ask once; the answer streams to stdout.
 
     The message is built from, in order: each -f FILE (as a fenced block headed by its name), piped
@@ -211,7 +214,8 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     else:
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
-            save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown)
+            save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
+            raw=raw)
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
@@ -261,7 +265,7 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -278,7 +282,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         renderer = JSONLRenderer(out, err, err_tty, color)
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
-                                show_usage=show_usage, render_markdown=render_markdown)
+                                show_usage=show_usage, render_markdown=render_markdown, raw=raw)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
     announce_local_model(settings, wiring.run.transport, diag)
     error, stopped = wiring.drive(renderer)
@@ -365,10 +369,22 @@ def run_cli(args=None, prog_name="llmcli") -> int:
 
 def _stderr(text):
     try:
+        if sys.stderr.isatty():
+            from ..output.sanitize import sanitize
+
+            text = sanitize(text, bidi=True)  # error messages quote servers (issue 13)
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):
         pass
+
+
+def echo_outside(text: str) -> None:
+    """Print text that came from outside (search results, pages, model names): sanitized on a terminal."""
+    from ..output.sanitize import sanitize
+    from ..run.runner import isatty
+
+    click.echo(sanitize(text, bidi=True) if isatty(sys.stdout) else text)
 
 
 def _silence_stdout():
@@ -390,7 +406,10 @@ def _silence_stdout():
 @click.option("--vi", "vi_mode", is_flag=True, default=None, help="Vi editing keys (default: emacs; config chat.vi_mode).")
 @click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
               help="Show reasoning dimmed (toggle in the REPL with /reasoning).  [default: on]")
-def chat(message, vi_mode, show_reasoning, **params):
+@click.option("--raw", is_flag=True,
+              help="Print the answer's control characters as they are (by default escape sequences from the "
+                   "server are shown as ^[ and the like).")
+def chat(message, vi_mode, show_reasoning, raw, **params):
     """Interactive chat (REPL) with history, multi-line input, commands and streaming.
 
     \b
@@ -418,7 +437,7 @@ def chat(message, vi_mode, show_reasoning, **params):
     from ..repl.session import run_repl
 
     code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,
-                    vi_mode=vi_mode, show_reasoning=show_reasoning)
+                    vi_mode=vi_mode, show_reasoning=show_reasoning, raw=raw)
     if code:
         raise click.exceptions.Exit(code)
 
@@ -473,7 +492,7 @@ def search(query, count, json_output, **params):
         click.echo(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=2))
         return
     for i, r in enumerate(results, 1):
-        click.echo(f"{i}. {r.title}\n   {r.url}" + (f"\n   {r.snippet}" if r.snippet else ""))
+        echo_outside(f"{i}. {r.title}\n   {r.url}" + (f"\n   {r.snippet}" if r.snippet else ""))
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -492,7 +511,7 @@ def fetch(url, max_chars, json_output, **params):
     if json_output:
         click.echo(json.dumps(result.__dict__, ensure_ascii=False, indent=2))
         return
-    click.echo(result.text)
+    echo_outside(result.text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,7 +541,7 @@ def models(json_output, **params):
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
     for item in sorted(items, key=lambda m: str(m.get("id"))):
-        click.echo(str(item.get("id")))
+        echo_outside(str(item.get("id")))
 
 
 # --------------------------------------------------------------------------------------------

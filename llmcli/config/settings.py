@@ -265,6 +265,24 @@ def _int(value, name, source, minimum=0):
     return result
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def strict_bool(value, key: str) -> bool:
+    """A config boolean, parsed strictly: a YAML bool, 1/0, or true/false, yes/no, on/off as strings.
+    Anything else is a config error naming the key — `"no"` must never turn a safety switch on (issue 13)."""
+    from ..errors import ConfigError
+
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
+
+
 def _bool_env(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
@@ -472,7 +490,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                       DEFAULT_MAX_TOOL_ROUNDS, lambda v, n, s: _int(v, n, s, 1), "max_tool_rounds")
     confirm = bool(flags.get("confirm_tools") or tools_cfg.get("confirm"))
     fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
-    allow_private = bool(flags.get("allow_private_urls") or fetch_cfg.get("allow_private")
+    allow_private = bool(flags.get("allow_private_urls") or strict_bool(fetch_cfg.get("allow_private"),
+                                                                         "tools.web_fetch.allow_private")
                          or _bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")))
     search_cfg = dict(tools_cfg.get("web_search") or {})
     if not search_cfg.get("brave_api_key") and env.get("BRAVE_API_KEY"):

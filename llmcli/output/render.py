@@ -7,10 +7,12 @@ stderr. On a terminal every delta is flushed; in a pipe output is buffered and f
 
 import json
 import os
+import re
 import time
 from typing import Optional
 
 from ..errors import LLMCliError
+from .sanitize import StreamSanitizer, sanitize
 from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, ToolFinished,
                       ToolStarted, TurnDone, UsageUpdate, describe_arguments)
 
@@ -31,13 +33,28 @@ def color_enabled(stream, env=os.environ) -> bool:
 
 
 class Diagnostics:
-    """Lines on stderr: `llmcli: warning: …`, dim notes, retries."""
+    """Lines on stderr: `llmcli: warning: …`, dim notes, retries.
 
-    def __init__(self, err, color: bool):
+    On a terminal every line is sanitized (it may quote a server, a tool's arguments or a web page; issue
+    13) before llmcli's own styling is added; `safe=None` decides by `err.isatty()`.
+    """
+
+    def __init__(self, err, color: bool, safe: Optional[bool] = None):
         self.err = err
         self.color = color
+        self.safe = _isatty(err) if safe is None else safe
+
+    def clean(self, text: str) -> str:
+        """``text`` as it may be shown on stderr (sanitized, bidi overrides too, on a terminal)."""
+        return sanitize(text, bidi=True) if self.safe else text
+
+    @staticmethod
+    def clean_for_terminal(text: str) -> str:
+        """``text`` sanitized whatever ``err`` is (for the /dev/tty confirm prompt)."""
+        return sanitize(text, bidi=True)
 
     def _line(self, text, style=""):
+        text = self.clean(text)
         if self.color and style:
             text = f"{style}{text}{RESET}"
         try:
@@ -78,6 +95,23 @@ class Diagnostics:
             parts.append(f"cost ${usage['cost']}")
         parts.append(f"{timing['total_ms'] / 1000:.1f} s")
         self.note("tokens: " + ", ".join(parts))
+
+
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+def json_text(obj, indent=None) -> str:
+    """JSON as llmcli prints it: UTF-8 kept, but DEL and the C1 controls escaped (U+009B is a CSI on many
+    terminals, and `--json` output does end up on one); JSON itself already escapes ESC and the C0 range.
+    Those characters only occur inside strings, so escaping them in the text keeps the document valid."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(obj, ensure_ascii=False, indent=indent))
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def finish_warnings(run) -> list:
@@ -134,9 +168,12 @@ class _Renderer:
 
 class TextRenderer(_Renderer):
     def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, show_reasoning: Optional[bool] = None,
-                 show_usage: bool = False, render_markdown: bool = False):
+                 show_usage: bool = False, render_markdown: bool = False, raw: bool = False):
         super().__init__(out, err, err_tty, color)
         self.out_tty = out_tty
+        # On a terminal, the answer and reasoning pass the sanitizer unless --raw; pipes get exact bytes.
+        self.out_san = StreamSanitizer() if out_tty and not raw else None
+        self.err_san = StreamSanitizer() if err_tty and not raw else None
         self.markdown = None
         if render_markdown and out_tty and color_enabled(out):
             # Markdown is styled only on a terminal, never in a pipe (issue 7).
@@ -179,6 +216,10 @@ class TextRenderer(_Renderer):
     def _write(self, text):
         if not text:
             return
+        if self.out_san is not None:
+            text = self.out_san.feed(text)
+            if not text:
+                return
         if self.markdown is not None:
             self.markdown.write(text)
         else:
@@ -195,12 +236,16 @@ class TextRenderer(_Renderer):
             self.in_reasoning = True
             if self.color:
                 self.err.write(DIM)
+        if self.err_san is not None:
+            text = self.err_san.feed(text)
         self.err.write(text)
         self.err.flush()
 
     def _end_reasoning(self):
         if self.in_reasoning:
             self.in_reasoning = False
+            if self.err_san is not None:
+                self.err.write(self.err_san.finish())
             self.err.write((RESET if self.color else "") + "\n")
             self.err.flush()
 
@@ -210,6 +255,11 @@ class TextRenderer(_Renderer):
 
     def finish(self, run, error: Optional[LLMCliError]):
         self._end_reasoning()
+        if self.out_san is not None:
+            held = self.out_san.finish()
+            if held:
+                self.out_san = None
+                self._write(held)
         if self.markdown is not None:
             self.markdown.finish()
         if self.wrote_text and not self.ends_with_newline:
@@ -232,7 +282,7 @@ class JSONRenderer(_Renderer):
 
     def finish(self, run, error):
         self._finish_warnings(run)
-        self.out.write(json.dumps(run_document(run, error), ensure_ascii=False, indent=2) + "\n")
+        self.out.write(json_text(run_document(run, error), indent=2) + "\n")
         self.out.flush()
 
 
@@ -240,7 +290,7 @@ class JSONLRenderer(_Renderer):
     """One JSON event per line, as things happen, for programs that stream."""
 
     def _emit(self, obj):
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.write(json_text(obj) + "\n")
         self.out.flush()
 
     def handle(self, ev):

@@ -424,7 +424,7 @@ class ReplCompleter(Completer):
 
 
 def run_repl(settings: Settings, first_message: Optional[str] = None, history: Optional[List[dict]] = None,
-             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None) -> int:
+             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None, raw: bool = False) -> int:
     """Read, send, stream, repeat. Returns 0 for /exit or Ctrl-D.
 
     SIGTERM (cli.Terminated) ends the loop, after the stream in progress was closed, as
@@ -439,6 +439,7 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
     if show_reasoning is None:
         show_reasoning = bool(chat_config.get("show_reasoning", True))
     session = ChatSession(settings, history, show_reasoning=show_reasoning)
+    session.raw = raw
     diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
     for message in settings.warnings:
         diag.warning(message)
@@ -486,7 +487,8 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     # Markdown is styled on a terminal unless the config says `chat: {render: false}` (issue 7).
     render = bool(dict(settings.chat).get("render", True))
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
-                            show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render)
+                            show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
+                            raw=getattr(session, "raw", False))
     wiring = RunWiring(settings, session.messages, diag, err)
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
@@ -505,7 +507,7 @@ def _show(outcome: Outcome, diag: Diagnostics, err) -> None:
     for message in outcome.warnings:
         diag.warning(message)
     if outcome.text:
-        err.write(outcome.text + "\n")
+        err.write(diag.clean(outcome.text) + "\n")
         err.flush()
 
 

@@ -43,8 +43,15 @@ def enabled_tools(settings):
     return [get_tool(name) for name in settings.tools]
 
 
-def make_confirm(err):
-    """--confirm-tools: ask on the terminal; with no terminal, refuse every call."""
+def make_confirm(err, clean=None):
+    """--confirm-tools: ask on the terminal; with no terminal, refuse every call.
+
+    `clean` (the output layer's sanitizer, passed in: run/ does not import output/) makes the tool's name
+    and arguments, which the model chose, safe to show: no escape sequences, no bidi overrides (issue 13).
+    """
+    if clean is None:
+        def clean(text):
+            return text
 
     def confirm(call):
         from .loop import describe_arguments
@@ -59,7 +66,8 @@ def make_confirm(err):
             return "no"
         with tty_in, tty_out:
             while True:
-                tty_out.write(f"llmcli: run {call.name}({describe_arguments(call, 200)})? [y]es/[n]o/[a]lways: ")
+                shown = clean(f"{call.name}({describe_arguments(call, 200)})")
+                tty_out.write(f"llmcli: run {shown}? [y]es/[n]o/[a]lways: ")
                 tty_out.flush()
                 line = tty_in.readline()
                 if not line:  # end of input on the terminal: refuse
@@ -73,6 +81,11 @@ def make_confirm(err):
                     return "no"
 
     return confirm
+
+
+def _tty_cleaner(diag):
+    """The confirm prompt goes to /dev/tty, always a terminal: sanitize whatever stderr is."""
+    return getattr(diag, "clean_for_terminal", None)
 
 
 def isatty(stream) -> bool:
@@ -97,7 +110,7 @@ class RunWiring:
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
         tools = enabled_tools(settings)
-        confirm = make_confirm(err or sys.stderr) if settings.confirm_tools else None
+        confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag)) if settings.confirm_tools else None
         if transport is None:
             transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
         self.run = ChatRun(transport, settings, messages, tools=tools,

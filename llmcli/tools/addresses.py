@@ -27,6 +27,10 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "100.100.100.200",  # Alibaba Cloud
     "192.0.0.192",  # Oracle Cloud (classic)
     "fd00:ec2::254",  # AWS IMDS over IPv6
+    "169.254.170.23",  # AWS EKS Pod Identity agent
+    "169.254.0.23",  # Tencent Cloud metadata
+    "fd00:ec2::23",  # AWS EKS Pod Identity agent over IPv6
+    "168.63.129.16",  # Azure WireServer (host agent; not link-local, so the private check misses it)
 ))
 
 # Checked in order; the first match names the reason. IANA special-purpose registries (RFC 6890).
