@@ -73,6 +73,17 @@ class TimeoutExpired(NetworkError):
     type_name = "timeout"
 
 
+class ValidationFailed(LLMCliError):
+    """--schema: the answer was not valid against the schema, also after the repair request."""
+
+    exit_status = ExitStatus.VALIDATION
+    type_name = "validation"
+
+    def __init__(self, message, errors=()):
+        super().__init__(message)
+        self.errors = list(errors)
+
+
 class ToolError(LLMCliError):
     """A built-in tool failed; the message goes back to the model as the result.
 

@@ -11,5 +11,6 @@ class ExitStatus(enum.IntEnum):
     HTTP = 4  # non-2xx, or a 200 whose JSON body is an error object
     STREAM = 5  # in-stream error, malformed or truncated stream, tool-round limit
     NETWORK = 6  # connect failure, timeout, reset
+    VALIDATION = 7  # --schema: the answer failed validation, also after the repair request
     INTERRUPTED = 130  # Ctrl-C
     TERMINATED = 143  # SIGTERM

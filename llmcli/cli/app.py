@@ -20,6 +20,7 @@ Exit codes:
   4    HTTP error (non-2xx, or a 200 whose JSON body is an error)
   5    stream error (in-stream error, malformed or truncated stream, tool-round limit)
   6    network error (connect failure, timeout, reset)
+  7    output failed validation (--schema)
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
 
