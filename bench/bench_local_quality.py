@@ -29,10 +29,10 @@ PROMPTS = [
     ("On which continent is Egypt?", ("africa",)),
 ]
 SETTINGS = {
-    "llama.cpp default (T 0.8, repeat 1.1)": {},
+    "llmcli default (greedy, repeat 1.1)": {},
+    "llama.cpp default (T 0.8, repeat 1.1)": {"temperature": 0.8},
     "T 0.2, repeat 1.1": {"temperature": 0.2},
     "T 0.7, top_p 0.9, repeat 1.1": {"temperature": 0.7, "top_p": 0.9},
-    "greedy, repeat 1.1": {"temperature": 0},
 }
 MAX_TOKENS = 48
 
