@@ -106,6 +106,13 @@ def request_options(f):
                      help="Stop (exit 5) when the model still calls tools after N rounds.  [default: 10]"),
         click.option("--confirm-tools", is_flag=True, default=None,
                      help="Ask before each tool call (without a terminal, every call is refused)."),
+        click.option("--allow-tool", "allow_tool", multiple=True, metavar="NAME",
+                     help="Run tool NAME (glob allowed) without asking. Repeatable."),
+        click.option("--deny-tool", "deny_tool", multiple=True, metavar="NAME",
+                     help="Never run tool NAME (glob allowed); the model is told it was refused. Repeatable."),
+        click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
+        click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+                     help="Offer the command tools defined in a YAML FILE (see tools.user). Repeatable."),
         click.option("--allow-private-urls", is_flag=True, default=None,
                      help="Let web_fetch reach private, loopback and link-local addresses."),
         click.option("--retries", type=click.IntRange(0), metavar="N",
@@ -129,7 +136,8 @@ def request_options(f):
 
 FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
-    "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "retries", "connect_timeout",
+    "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
+    "functions", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug",
 )
 

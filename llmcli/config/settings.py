@@ -66,7 +66,7 @@ KNOWN_PROVIDER_KEYS = {
     "model_path", "n_ctx", "n_threads", "timeouts",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
-KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch"}
+KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
 
 
@@ -529,7 +529,15 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tools=tools,
         confirm_tools=confirm,
         max_tool_rounds=max_rounds,
-        tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg)),
+        tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
+                     # issue 15: the approval policy and user tools, raw; llmcli.tools reads them
+                     ("approval", dict(tools_cfg.get("approval") or {})),
+                     ("user", tools_cfg.get("user") or ()),
+                     ("functions", tuple(flags.get("functions") or ())),
+                     ("allow_tool", tuple(flags.get("allow_tool") or ())),
+                     ("deny_tool", tuple(flags.get("deny_tool") or ())),
+                     ("yes", bool(flags.get("yes"))),
+                     ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),

@@ -100,6 +100,7 @@ class ChatRun:
         tool_settings=None,
         confirm: Optional[Callable[[ToolCall], str]] = None,
         stream: bool = True,
+        approval=None,
     ):
         self.transport = transport
         self.settings = settings
@@ -107,6 +108,10 @@ class ChatRun:
         self.tools = {t.name: t for t in (tools or [])}
         self.tool_settings = tool_settings
         self.confirm = confirm
+        # The approval policy (llmcli.tools.approval); without one, the old rule: ask only when a
+        # confirm callback is given (--confirm-tools), else allow.
+        self.approval = approval
+        self.pending_warnings: List[str] = []
         self.stream = stream
         self.max_rounds = settings.max_tool_rounds
         # state, readable at any time (also after a failure)
@@ -188,6 +193,8 @@ class ChatRun:
                     self._run_tool(activity)
                     self.messages.append({"role": "tool", "tool_call_id": call.id, "content": activity.content})
                     yield ToolFinished(activity)
+                    while self.pending_warnings:
+                        yield RunWarning(self.pending_warnings.pop(0))
         finally:
             self.ended_at = time.monotonic()
 
@@ -257,12 +264,7 @@ class ChatRun:
                 available = ", ".join(self.tools) or "none"
                 raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
             args = tool.validate(call.arguments or {})
-            if self.confirm is not None and not self._always_allowed:
-                answer = self.confirm(call)
-                if answer == "always":
-                    self._always_allowed = True
-                elif answer != "yes":
-                    raise ToolError("refused by user")
+            self._approve(call, tool)
             activity.output = tool.run(args, self.tool_settings)
         except ToolError as exc:
             activity.error = str(exc)
@@ -272,6 +274,33 @@ class ChatRun:
             activity.error = f"the tool failed unexpectedly: {type(exc).__name__}: {exc}"
         finally:
             activity.seconds = time.monotonic() - started
+
+    def _approve(self, call: ToolCall, tool):
+        """Raise ToolError (which the model reads) unless the policy or the user allows this call."""
+        if self.approval is None:
+            decision = "ask" if self.confirm is not None and not self._always_allowed else "allow"
+        else:
+            decision = self.approval.decide(tool.name, getattr(tool, "origin", "builtin"))
+        if decision == "allow":
+            return
+        if decision == "deny":
+            raise ToolError(f"refused: the approval policy denies {tool.name} "
+                            "(tools.approval / --deny-tool); do not call it again")
+        answer = self.confirm(call) if self.confirm is not None else "no-terminal"
+        if answer == "always":
+            self._always_allowed = True
+            if self.approval is not None:
+                self.approval.remember(tool.name)
+            return
+        if answer == "yes":
+            return
+        if answer == "no-terminal":
+            self.pending_warnings.append(
+                f"refused {tool.name}: it needs approval and there is no terminal to ask; "
+                f"allow it with --allow-tool {tool.name} (or --yes, or tools.approval: {{{tool.name}: allow}})")
+            # The model reads the same words as for a "no" at the prompt (tests/test_tool_loop.py).
+            raise ToolError("refused by user")
+        raise ToolError("refused by user")
 
     def partial_assistant_message(self, marker: str = "") -> Optional[dict]:
         """The text of the turn in progress, for callers that keep a conversation after a failure."""

@@ -36,11 +36,37 @@ def announce_local_model(settings, transport, diag):
 
 
 def enabled_tools(settings):
-    if not settings.tools:
-        return []
-    from ..tools import get_tool
+    """The built-ins named by -T/--tools, then the user tools (tools.user, --functions), which are
+    offered whenever they are defined (unless --no-tools)."""
+    cfg = dict(settings.tool_config)
+    tools = []
+    if settings.tools:
+        from ..tools import get_tool
 
-    return [get_tool(name) for name in settings.tools]
+        tools = [get_tool(name) for name in settings.tools]
+    if cfg.get("no_tools") or not (cfg.get("user") or cfg.get("functions")):
+        return tools
+    from ..tools.user import load_functions_file, load_user_tools
+
+    user = load_user_tools(cfg.get("user"))
+    for path in cfg.get("functions") or ():
+        user.extend(load_functions_file(path))
+    names = {t.name for t in tools}
+    for tool in user:
+        if tool.name in names:
+            raise ConfigError(f"two tools are called {tool.name!r}; rename one")
+        names.add(tool.name)
+        tools.append(tool)
+    return tools
+
+
+def make_approval(settings):
+    from ..tools.approval import ApprovalPolicy
+
+    cfg = dict(settings.tool_config)
+    return ApprovalPolicy(cfg.get("approval"), allow=cfg.get("allow_tool") or (),
+                          deny=cfg.get("deny_tool") or (), yes=bool(cfg.get("yes")),
+                          ask_all=settings.confirm_tools)
 
 
 def make_confirm(err, clean=None):
@@ -57,13 +83,13 @@ def make_confirm(err, clean=None):
         from .loop import describe_arguments
 
         if not isatty(err):
-            return "no"
+            return "no-terminal"
         try:
             # stdin may be the piped prompt: ask the terminal itself. Two handles, because a text-mode
             # "r+" open of a tty fails ("not seekable").
             tty_in, tty_out = open("/dev/tty"), open("/dev/tty", "w")
         except OSError:
-            return "no"
+            return "no-terminal"
         with tty_in, tty_out:
             while True:
                 shown = clean(f"{call.name}({describe_arguments(call, 200)})")
@@ -110,12 +136,13 @@ class RunWiring:
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
         tools = enabled_tools(settings)
-        confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag)) if settings.confirm_tools else None
+        confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag))
         if transport is None:
             transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
         self.run = ChatRun(transport, settings, messages, tools=tools,
                            tool_settings=make_tool_settings(settings) if tools else None,
-                           confirm=confirm, stream=stream)
+                           confirm=confirm, stream=stream,
+                           approval=make_approval(settings) if tools else None)
 
     def drive(self, renderer) -> Tuple[Optional[LLMCliError], Optional[KeyboardInterrupt]]:
         """Stream the run into the renderer; returns (error, interrupt). The stream is always closed."""
