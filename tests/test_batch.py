@@ -226,3 +226,27 @@ def test_bad_input_line_is_one_error(tmp_path, capsys):
     code, out, err = run_batch([str(inp), "-o", "-", "--base-url", "http://127.0.0.1:9/v1"], capsys)
     assert code == 3
     assert "llmcli: error: input line 1" in err
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path):
+    srv = LocalServer().start()
+    try:
+        answering(srv, delay=0.2)
+        inp = tmp_path / "in.txt"
+        inp.write_text("".join(f"p{i}\n" for i in range(50)))
+        out = tmp_path / "out.jsonl"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.Popen([sys.executable, "-m", "llmcli", "batch", str(inp), "-o", str(out), "--base-url",
+                                 srv.base_url, "-j", "2"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) >= 2):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        assert "(interrupted)" in err and "llmcli: interrupted" in err
+        recs = lines_of(out)  # every line written is whole
+        assert 2 <= len(recs) < 50
+    finally:
+        srv.stop()
