@@ -76,8 +76,11 @@ class Limiter:
     def release(self, tokens: int = 0, ok: bool = True):
         with self.cond:
             self.in_flight -= 1
-            if tokens:
-                self.tokens.append((self.clock(), tokens))
+            if tokens and self.tpm:
+                # Kept only for --tpm, and only for a minute: memory must not grow with the batch.
+                now = self.clock()
+                self.tokens.append((now, tokens))
+                self._token_sum(now)
             if ok and self.allowed < self.workers:
                 self.allowed = min(float(self.workers), self.allowed + 1)
             self.cond.notify_all()
