@@ -73,6 +73,13 @@ class TimeoutExpired(NetworkError):
     type_name = "timeout"
 
 
+class BatchItemsFailed(LLMCliError):
+    """llmcli batch finished, but some items ended in an error record."""
+
+    exit_status = ExitStatus.SOME_FAILED
+    type_name = "batch"
+
+
 class ToolError(LLMCliError):
     """A built-in tool failed; the message goes back to the model as the result.
 

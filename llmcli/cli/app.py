@@ -20,6 +20,7 @@ Exit codes:
   4    HTTP error (non-2xx, or a 200 whose JSON body is an error)
   5    stream error (in-stream error, malformed or truncated stream, tool-round limit)
   6    network error (connect failure, timeout, reset)
+  8    llmcli batch: some items failed (each has an error record in the output)
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
 
@@ -673,3 +674,8 @@ def replay(file, json_output, jsonl_output):
     messages = (request_body or {}).get("messages") or []
     mode = "json" if json_output else "jsonl" if jsonl_output else "text"
     run_ask(settings, messages, mode, transport=ReplayTransport(settings, body, headers))
+
+
+from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
+
+cli.add_command(batch_command)
