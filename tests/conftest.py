@@ -1,9 +1,17 @@
 import os
+import signal
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# A suite started in the background by a non-interactive shell (`bash .ci/run &`, nohup) inherits
+# SIGINT ignored, and so would every child it starts: the Ctrl-C tests would then test nothing but a
+# timeout. A handled signal is reset to the default on exec, so handling it here gives children the
+# disposition a terminal user has.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from localserver import LocalServer  # noqa: E402
 
