@@ -381,7 +381,7 @@ def _stderr(text):
         if sys.stderr.isatty():
             from ..output.sanitize import sanitize
 
-            text = sanitize(text, bidi=True)  # error messages quote servers (issue 13)
+            text = sanitize(text, bidi=True)  # error messages quote servers, whose text must not drive the terminal
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):

@@ -271,7 +271,7 @@ _FALSE = ("false", "no", "off", "0", "")
 
 def strict_bool(value, key: str) -> bool:
     """A config boolean, parsed strictly: a YAML bool, 1/0, or true/false, yes/no, on/off as strings.
-    Anything else is a config error naming the key — `"no"` must never turn a safety switch on (issue 13)."""
+    Anything else is a config error naming the key — `"no"` must never turn a safety switch on."""
     from ..errors import ConfigError
 
     if value is None or isinstance(value, bool):
@@ -530,7 +530,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         confirm_tools=confirm,
         max_tool_rounds=max_rounds,
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
-                     # issue 15: the approval policy and user tools, raw; llmcli.tools reads them
+                     # the approval policy and user tools, raw: llmcli.tools validates and reads them
                      ("approval", dict(tools_cfg.get("approval") or {})),
                      ("user", tools_cfg.get("user") or ()),
                      ("functions", tuple(flags.get("functions") or ())),

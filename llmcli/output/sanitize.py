@@ -1,4 +1,4 @@
-"""The terminal sanitizer: the one filter between bytes from outside and a terminal (issue 13).
+"""The terminal sanitizer: the one filter between bytes from outside and a terminal.
 
 A hostile server (or web page, or tool result) must not drive the user's terminal: OSC 52 writes the
 clipboard, OSC 0 sets the window title, OSC 8 plants links, CSI clears the screen and moves the cursor

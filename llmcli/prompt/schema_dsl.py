@@ -1,4 +1,4 @@
-"""The concise schema DSL for `--schema` (issue 16), parsed into a JSON Schema object.
+"""The concise schema DSL for `--schema`, parsed into a JSON Schema object.
 
     'name, age int, tags list[str], bio: a one-line summary, address {street, city}'
 

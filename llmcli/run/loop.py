@@ -17,7 +17,6 @@ from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta,
 
 from ..events import RunWarning, ToolActivity, ToolFinished, ToolStarted, TurnDone, describe_arguments  # noqa: F401
 
-Warning_ = RunWarning  # the old name, kept for the tests that import it
 
 
 def make_tool_settings(settings: Settings):
@@ -144,7 +143,11 @@ class ChatRun:
 
     def tool_calls_summary(self) -> List[dict]:
         """Every tool call of the run for `--json`: the ones run, then the ones left unexecuted."""
-        return tool_calls_summary(self)
+        out = [a.to_dict() for a in self.tool_activity]
+        for call in self.unexecuted_calls:
+            out.append({"id": call.id, "name": call.name, "arguments": call.shown_arguments,
+                        "output": None, "error": "not executed"})
+        return out
 
     def timing(self) -> dict:
         end = self.ended_at or time.monotonic()
@@ -318,14 +321,3 @@ def _without_calls(turn: TurnResult) -> dict:
     msg = turn.assistant_message()
     msg.pop("tool_calls", None)
     return msg
-
-
-def tool_calls_summary(run: ChatRun) -> List[dict]:
-    out = [a.to_dict() for a in run.tool_activity]
-    for call in run.unexecuted_calls:
-        out.append({"id": call.id, "name": call.name,
-                    "arguments": call.shown_arguments,
-                    "output": None, "error": "not executed"})
-    return out
-
-

@@ -1,4 +1,4 @@
-"""The approval policy: for each tool, allow, ask or deny (issue 15).
+"""The approval policy: for each tool, allow, ask or deny.
 
 Built-ins default to `allow`; tools people bring (user commands, MCP) default to `ask`, because
 their effects are unknown to us. `ask` with no terminal to ask on is a refusal the model reads

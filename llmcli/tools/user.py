@@ -1,5 +1,5 @@
 """User-defined command tools (`tools.user:` in the config, `--functions FILE`): an argv template
-run without a shell, with `{param}` substitution and/or the arguments as JSON on stdin (issue 15).
+run without a shell, with `{param}` substitution and/or the arguments as JSON on stdin.
 
     - name: word_count
       description: Count words in a text
