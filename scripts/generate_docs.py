@@ -341,15 +341,63 @@ def completions() -> Dict[str, str]:
     return {filename: completion_script(shell) for shell, filename in COMPLETION_FILES.items()}
 
 
+STATIC_MODULE = "llmcli/cli/_static.py"
+# The widths click wraps help to: 78 in a pipe or on an 80-column terminal, 98 on one of 100 columns or more
+# (max_content_width 100, less 2). Other widths are left to click.
+STATIC_HELP_WIDTHS = (78, 98)
+
+
+def static_module() -> str:
+    """llmcli/cli/_static.py: the answers of llmcli/cli/fast.py, rendered by click itself."""
+    import click.formatting
+    from click.shell_completion import ShellComplete
+
+    from llmcli.cli import fast
+    from llmcli.cli.app import CONTEXT_SETTINGS
+
+    assert CONTEXT_SETTINGS["max_content_width"] == fast._MAX_CONTENT_WIDTH, "fast.py's width is stale"
+    helps, commands, options = {}, {}, {}
+    saved = click.formatting.FORCED_WIDTH
+    try:
+        for command, ctx in walk_commands():
+            path = ctx.command_path[len(PROG) + 1:]
+            for width in STATIC_HELP_WIDTHS:
+                click.formatting.FORCED_WIDTH = width
+                helps[(path, width)] = ctx.get_help() + "\n"
+    finally:
+        click.formatting.FORCED_WIDTH = saved
+    completer = ShellComplete(cli, {}, PROG, "_LLMCLI_COMPLETE")
+    for command, ctx in walk_commands():
+        path = ctx.command_path[len(PROG) + 1:]
+        args = path.split()
+        kinds = [("-", options)] + ([("", commands)] if isinstance(command, click.Group) else [])
+        for incomplete, table in kinds:
+            items = completer.get_completions(args, incomplete)
+            if all(item.type == "plain" for item in items):
+                table[path] = [(item.value, item.help or "") for item in items]
+    lines = ['"""%s\n\nThe answers of fast.py: `--help` per (command path, width), and completion items per command path."""'
+             % GENERATED_MARK, "", "HELP = {"]
+    lines += [f"    {key!r}: {text!r}," for key, text in helps.items()]
+    lines += ["}", "", "COMMANDS = {"]
+    lines += [f"    {key!r}: {items!r}," for key, items in commands.items()]
+    lines += ["}", "", "OPTIONS = {"]
+    lines += [f"    {key!r}: {items!r}," for key, items in options.items()]
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
 def generated_files() -> Dict[str, str]:
     """Relative path → content of every generated file."""
     files = {f"{MAN_DIR}/{name}": text for name, text in man_pages().items()}
     files.update({f"{COMPLETIONS_DIR}/{name}": text for name, text in completions().items()})
+    files[STATIC_MODULE] = static_module()
     return files
 
 
 def _is_ours(relpath: str) -> bool:
     """Files the generator owns: man pages and completion scripts (the READMEs are hand-written)."""
+    if relpath == STATIC_MODULE:
+        return True
     directory, name = relpath.split("/", 1)
     return (directory == MAN_DIR and name.endswith(".1")) or (
         directory == COMPLETIONS_DIR and name in COMPLETION_FILES.values())

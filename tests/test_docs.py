@@ -85,7 +85,9 @@ needs_groff = pytest.mark.skipif(shutil.which("groff") is None, reason="groff is
 def test_committed_files_match_a_fresh_generation(tmp_path):
     proc = subprocess.run([sys.executable, SCRIPT, "--root", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    fresh = {os.path.relpath(p, tmp_path) for p in glob.glob(str(tmp_path / "*" / "*"))}
+    fresh = {os.path.relpath(p, tmp_path) for p in glob.glob(str(tmp_path / "**" / "*"), recursive=True)
+             if os.path.isfile(p)}
+    assert "llmcli/cli/_static.py" in fresh  # the fast path's text (cli/fast.py) is generated too
     assert fresh, "the generator wrote nothing"
     stale = [rel for rel in sorted(fresh)
              if not os.path.exists(os.path.join(REPO, rel)) or committed(rel) != read(tmp_path / rel)]
@@ -100,6 +102,8 @@ def test_check_mode_passes_on_the_repo_and_lists_stale_files(tmp_path):
     root = tmp_path / "copy"
     for directory in ("man", "completions"):
         shutil.copytree(os.path.join(REPO, directory), root / directory)
+    (root / "llmcli" / "cli").mkdir(parents=True)
+    shutil.copy(os.path.join(REPO, "llmcli", "cli", "_static.py"), root / "llmcli" / "cli" / "_static.py")
     (root / "man" / "llmcli-ask.1").write_text("stale\n")
     (root / "completions" / "_llmcli").unlink()
     (root / "man" / "llmcli-gone.1").write_text(".TH GONE 1\n")  # a page for a command that no longer exists

@@ -18,11 +18,22 @@ def imported_modules(*args, env=None):
     return proc, names
 
 
-@pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
+                                  ("--version",)])
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0
-    assert "click" in names  # the measurement works
+    assert "llmcli" in names  # the measurement works
+    # answered from generated text (cli/fast.py): not even click is imported
+    assert not names & set(HEAVY + ("click",)), sorted(names & set(HEAVY + ("click",)))
+
+
+def test_help_click_renders_imports_nothing_heavy():
+    # a width the generated text does not cover: click renders it, still without the heavy modules
+    import os
+
+    proc, names = imported_modules("ask", "--help", env=dict(os.environ, COLUMNS="64"))
+    assert proc.returncode == 0 and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
@@ -32,4 +43,9 @@ def test_completion_imports_nothing_heavy():
     env = dict(os.environ, _LLMCLI_COMPLETE="bash_complete", COMP_WORDS="llmcli as", COMP_CWORD="1")
     proc, names = imported_modules(env=env)
     assert "plain,ask" in proc.stdout
+    assert not names & set(HEAVY + ("click",)), sorted(names & set(HEAVY + ("click",)))
+    # a completion the fast path leaves to click (an option value)
+    env.update(COMP_WORDS="llmcli ask -p ", COMP_CWORD="3")
+    proc, names = imported_modules(env=env)
+    assert "plain,openrouter" in proc.stdout and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
