@@ -220,11 +220,14 @@ def test_empty_prompt(server, llmcli):
     assert r.exit_code == 2 and "nothing to send" in r.stderr
 
 
-def test_huge_input_warns(server, llmcli, monkeypatch):
+def test_huge_input_is_refused_before_any_request(server, llmcli, monkeypatch):
     server.chat(Reply(pieces=OK))
     monkeypatch.setenv("LLMCLI_MAX_INPUT_BYTES", "1000")
     r = llmcli("q", input="x" * 5000)
-    assert r.exit_code == 0 and "the message is large (5,003 bytes" in r.stderr
+    assert r.exit_code == 3 and "larger than max_input_bytes (1,000 bytes)" in r.stderr
+    assert "--max-input-bytes" in r.stderr and server.requests == []
+    r = llmcli("q", "--max-input-bytes", "6000", input="x" * 5000)
+    assert r.exit_code == 0 and len(server.requests) == 1
 
 
 def test_unknown_config_key_warns(server, tmp_path):

@@ -126,6 +126,9 @@ def request_options(f):
         click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
         click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
                      help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
+        click.option("--max-input-bytes", type=click.IntRange(1), metavar="N",
+                     help="Refuse (exit 3) prompt input — stdin and -f files together — larger than N bytes; read "
+                          "no further than that.  [env: LLMCLI_MAX_INPUT_BYTES; default: 8000000]"),
         click.option("--debug", is_flag=True, default=None,
                      help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
                           "[env: LLMCLI_DEBUG=1]"),
@@ -139,7 +142,7 @@ FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
     "functions", "retries", "connect_timeout",
-    "timeout", "idle_timeout", "max_time", "ca_bundle", "debug",
+    "timeout", "idle_timeout", "max_time", "ca_bundle", "debug", "max_input_bytes",
 )
 
 
@@ -229,13 +232,19 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
     from ..errors import UsageError
-    from ..prompt.history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
+    from ..prompt.history import (build_user_message, decode_input, load_history, read_capped, read_file_bytes,
+                                  with_system_prompt)
     from ..run.runner import isatty
 
     warnings = []
     stdin = sys.stdin
     stdin_tty = isatty(stdin)
     stdin_bytes = None
+    budget = [settings.max_input_bytes]  # what stdin and the files may still add, together
+
+    def take(data: bytes) -> bytes:
+        budget[0] -= len(data)
+        return data
 
     def read_stdin():
         nonlocal stdin_bytes
@@ -244,7 +253,8 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
                 stdin_bytes = b""
             else:
                 buf = getattr(stdin, "buffer", None)
-                stdin_bytes = buf.read() if buf is not None else stdin.read().encode("utf-8")
+                stdin_bytes = take(read_capped(buf if buf is not None else stdin, "stdin", budget[0],
+                                               settings.max_input_bytes))
         return stdin_bytes
 
     file_parts = []
@@ -252,7 +262,8 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
         if path == "-":
             file_parts.append(("stdin", decode_input(read_stdin(), "stdin", warnings)))
         else:
-            file_parts.append((path, decode_input(read_file_bytes(path), path, warnings)))
+            data = take(read_file_bytes(path, limit=budget[0], total=settings.max_input_bytes))
+            file_parts.append((path, decode_input(data, path, warnings)))
     stdin_text = None
     if "-" not in files and not no_stdin and not stdin_tty and stdin is not None:
         stdin_text = decode_input(read_stdin(), "stdin", warnings)
@@ -263,10 +274,6 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
     user = build_user_message(prompt, stdin_text, file_parts)
     if user is None:
         raise UsageError("nothing to send: the prompt and input are empty")
-    size = len(user.encode("utf-8"))
-    if size > settings.max_input_bytes:
-        warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
-                        f"{settings.max_input_bytes:,}); it may exceed the model's context")
     history = load_history(history_file) if history_file else []
     messages = with_system_prompt(history, settings.system, settings.source_of("system") == "--system flag")
     messages.append({"role": "user", "content": user})

@@ -18,7 +18,8 @@ DEFAULT_READ_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_TOOL_ROUNDS = 10
-DEFAULT_MAX_INPUT_BYTES = 2_000_000  # warn above this much prompt text
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # one SSE event (or a whole non-streamed body), decompressed
+DEFAULT_MAX_INPUT_BYTES = 8_000_000  # a hard cap on prompt input (stdin and -f files); --max-input-bytes raises it
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ LOCAL_PROVIDER = "local"
 # Keys the config file may hold; anything else gets a warning (a typo should not pass silently).
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
-    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+    "timeouts", "retries", "tools", "chat", "max_input_bytes", "max_event_bytes", "debug", "ca_bundle", "local",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -109,6 +110,7 @@ class Settings:
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
     local: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
@@ -220,7 +222,43 @@ def _check_keys(data: dict, path: str) -> List[str]:
             mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    _check_values(data, path)
     return warnings
+
+
+CHAT_BOOLS = ("vi_mode", "show_reasoning", "render", "multiline")
+LOCAL_WHOLE = {"n_ctx": 0, "n_threads": 1}
+
+
+def _check_values(data: dict, path: str) -> None:
+    """Every nested value whose type is known is checked here, at start-up: a wrong type in a section
+    read later (chat, local) must be exit 3 naming the key, never an unexpected error mid-chat."""
+    chat = data.get("chat") or {}
+    for key in CHAT_BOOLS:
+        if key in chat:
+            chat[key] = strict_bool(chat[key], f"chat.{key} (in {path})")
+    sections = [("local", data.get("local") or {})]
+    sections += [(f"providers.{name}", prov) for name, prov in (data.get("providers") or {}).items()
+                 if isinstance(prov, dict)]
+    for where, section in sections:
+        for key, minimum in LOCAL_WHOLE.items():
+            if section.get(key) is not None:
+                _int(section[key], f"{where}.{key}", path, minimum)
+    tools = data.get("tools") or {}
+    if tools.get("max_rounds") is not None:
+        _int(tools["max_rounds"], "tools.max_rounds", path, 1)
+    for name in ("enabled",):
+        value = tools.get(name)
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: 'tools.{name}' must be a list of tool names, got {value!r}")
+    timeouts = data.get("timeouts") or {}
+    for key in KNOWN_TIMEOUT_KEYS:
+        if timeouts.get(key) is not None:
+            _float(timeouts[key], f"timeouts.{key}", path)
+    if data.get("retries") is not None:
+        _int(data["retries"], "retries", path, 0, MAX_RETRIES)
+    if data.get("max_input_bytes") is not None:
+        _int(data["max_input_bytes"], "max_input_bytes", path, 1)
 
 
 def _permission_warning(path: str, data: dict) -> Optional[str]:
@@ -243,25 +281,37 @@ def _permission_warning(path: str, data: dict) -> Optional[str]:
 # resolution
 
 
+MAX_RETRIES = 100  # each waits up to retry_max_delay; more is a typo
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: beyond it a "timeout" is a typo (1e308), not a wish
+
+
 def _float(value, name, source):
     if value is None:
         return None
+    if isinstance(value, bool):  # YAML `yes` is True, and float(True) is 1.0: not a number of seconds
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r} (from {source})")
     try:
         result = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r} (from {source})")
-    if result <= 0:
+    if not result > 0:  # also NaN
         raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
+    if result > MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:.0f} s (a week), got {value!r} (from {source})")
     return result
 
 
-def _int(value, name, source, minimum=0):
+def _int(value, name, source, minimum=0, maximum=None):
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {value!r} (from {source})")
     try:
         result = int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a whole number, got {value!r} (from {source})")
     if result < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value!r} (from {source})")
+    if maximum is not None and result > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value!r} (from {source})")
     return result
 
 
@@ -468,7 +518,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                         DEFAULT_IDLE_TIMEOUT, _float, "idle_timeout")
     max_time = pick("max_time", "LLMCLI_MAX_TIME", timeouts.get("max_time"), None, _float, "max_time")
     retries = pick("retries", "LLMCLI_RETRIES", data.get("retries"), DEFAULT_RETRIES,
-                   lambda v, n, s: _int(v, n, s, 0), "retries")
+                   lambda v, n, s: _int(v, n, s, 0, MAX_RETRIES), "retries")
     retry_base_delay = _float(env.get("LLMCLI_RETRY_BASE_DELAY") or 0.5, "LLMCLI_RETRY_BASE_DELAY", "environment")
 
     # -- tools ---------------------------------------------------------------------------------
@@ -488,7 +538,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tools = tuple(str(t) for t in enabled)
     max_rounds = pick("max_tool_rounds", "LLMCLI_MAX_TOOL_ROUNDS", tools_cfg.get("max_rounds"),
                       DEFAULT_MAX_TOOL_ROUNDS, lambda v, n, s: _int(v, n, s, 1), "max_tool_rounds")
-    confirm = bool(flags.get("confirm_tools") or tools_cfg.get("confirm"))
+    confirm = bool(flags.get("confirm_tools") or strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"))
     fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
     allow_private = bool(flags.get("allow_private_urls") or strict_bool(fetch_cfg.get("allow_private"),
                                                                          "tools.web_fetch.allow_private")
@@ -499,13 +549,16 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
 
-    debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", "")) or data.get("debug"))
+    debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", ""))
+                 or strict_bool(data.get("debug"), f"debug (in {path})"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
     system = flags.get("system") if flags.get("system") is not None else data.get("system")
     if system is not None:
         sources["system"] = "--system flag" if flags.get("system") is not None else file_src
     max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
                      DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
+    max_event = pick("max_event_bytes", "LLMCLI_MAX_EVENT_BYTES", data.get("max_event_bytes"),
+                     DEFAULT_MAX_EVENT_BYTES, lambda v, n, s: _int(v, n, s, 1024), "max_event_bytes")
     local_cfg = dict(data.get("local") or {})
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
@@ -540,6 +593,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
         max_input_bytes=max_input,
+        max_event_bytes=max_event,
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),

@@ -27,10 +27,35 @@ def decode_input(raw: bytes, what: str, warnings: List[str]) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def read_file_bytes(path: str) -> bytes:
+def too_large(what: str, total: int) -> InputError:
+    return InputError(f"{what} makes the input larger than max_input_bytes ({total:,} bytes); raise the "
+                      "limit with --max-input-bytes N (or max_input_bytes in the config)")
+
+
+def read_capped(stream, what: str, limit: int, total: int) -> bytes:
+    """At most `limit` bytes of a binary stream, read in pieces: one byte more is an InputError at once,
+    so `yes | llmcli ask` or `-f /dev/zero` ends quickly instead of filling memory."""
+    pieces, size = [], 0
+    read = getattr(stream, "read1", None) or stream.read
+    while True:
+        piece = read(min(1 << 20, max(limit - size, 0) + 1))
+        if not piece:
+            break
+        if isinstance(piece, str):
+            piece = piece.encode("utf-8")
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            raise too_large(what, total)
+    return b"".join(pieces)
+
+
+def read_file_bytes(path: str, limit: Optional[int] = None, total: Optional[int] = None) -> bytes:
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            if limit is None:
+                return fh.read()
+            return read_capped(fh, path, limit, total if total is not None else limit)
     except FileNotFoundError:
         raise InputError(f"file not found: {path}")
     except IsADirectoryError:

@@ -291,7 +291,7 @@ class ChatSession:
             return Outcome("for the next message: " + ", ".join(name for name, _ in self.pending_files))
         name = _unquote(arg)
         warnings: List[str] = []
-        text = decode_input(read_file_bytes(os.path.expanduser(name)), name, warnings)
+        text = decode_input(read_file_bytes(os.path.expanduser(name), limit=self.settings.max_input_bytes), name, warnings)
         self.pending_files.append((name, text))
         size = len(format_file_block(name, text))
         return Outcome(f"added {name} ({size:,} characters) to the next message", warnings)

@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 
 from ..config.settings import Settings
 from ..errors import HTTPError, NetworkError, StreamError, TimeoutExpired
-from .sse import SSEDecoder
+from .sse import EventTooLarge, SSEDecoder
 from .stream import StreamDecoder, decode_non_streamed
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -184,7 +184,7 @@ class Exchange:
         self.started = started
         self.deadline = deadline
         self.decoder = StreamDecoder()
-        self.sse = SSEDecoder()
+        self.sse = SSEDecoder(settings.max_event_bytes)
         self.recorder = recorder
         self.bytes_read = 0
         ctype = response.headers.get("content-type", "")
@@ -208,7 +208,13 @@ class Exchange:
                 yield from self._plain_json(raw, data)
                 return
             while data:
-                for sse_event in self.sse.feed(data):
+                try:
+                    sse_events = self.sse.feed(data)
+                except EventTooLarge as exc:
+                    raise StreamError(self._elapsed_msg(
+                        f"the server sent an event larger than {exc.limit:,} bytes (max_event_bytes) "
+                        "without ending it"))
+                for sse_event in sse_events:
                     self.watchdog.data_seen()
                     yield from self.decoder.feed_event(sse_event)
                     if self.decoder.done:
@@ -225,12 +231,16 @@ class Exchange:
 
     def _plain_json(self, raw, first: bytes):
         """A 200 that is plain JSON instead of SSE is a valid non-streamed answer (PROTOCOL.md §2)."""
-        pieces = [first]
+        pieces, size = [first], len(first)
         while first:
             data = self._read(raw)
             if not data:
                 break
             pieces.append(data)
+            size += len(data)
+            if size > self.settings.max_event_bytes:
+                raise StreamError(self._elapsed_msg(
+                    f"the server's answer is larger than {self.settings.max_event_bytes:,} bytes (max_event_bytes)"))
         self._check_watchdog()
         body = b"".join(pieces)
         try:
@@ -260,6 +270,10 @@ class Exchange:
             if isinstance(inner, (ConnectionResetError, BrokenPipeError)):
                 raise NetworkError(self._elapsed_msg("the connection was reset by the server"))
             raise StreamError(self._elapsed_msg("the response was cut off before it ended"))
+        except ue.DecodeError:
+            encoding = self.response.headers.get("content-encoding", "?")
+            raise StreamError(self._elapsed_msg(
+                f"the server labelled the body with Content-Encoding: {encoding}, but it is not {encoding} data"))
         except (OSError, ue.HTTPError) as exc:
             self._check_watchdog()
             raise NetworkError(self._elapsed_msg(f"reading the response failed: {exc}"))

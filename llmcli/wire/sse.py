@@ -37,7 +37,20 @@ from typing import Iterable, Iterator, List, Optional
 
 import sseclient
 
-__all__ = ["SSEEvent", "SSEDecoder", "iter_sse_events"]
+__all__ = ["SSEEvent", "SSEDecoder", "EventTooLarge", "iter_sse_events", "DEFAULT_MAX_EVENT_BYTES"]
+
+# One event (its lines, comments included, up to the blank line that ends it) may be at most this big:
+# a server that never sends a line end must not grow memory without bound.
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event grew past the decoder's cap before it ended; `size` bytes were seen of it."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"an SSE event grew past {limit:,} bytes without ending")
+        self.size = size
+        self.limit = limit
 
 _BOM = b"\xef\xbb\xbf"
 _COLON = 0x3A  # a line starting with ":" is a comment
@@ -70,7 +83,9 @@ class SSEDecoder:
     unfinished line are kept in a list and joined once when the line ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._event_bytes = 0  # bytes of the event still open (since the last blank line)
         self.bytes_seen = 0
         self.events_seen = 0
         self.comments_seen = 0
@@ -106,12 +121,18 @@ class SSEDecoder:
             # Fast path for a chunk inside a line (e.g. a big event arriving in small pieces).
             if chunk:
                 self._line_parts.append(chunk)
+                self._event_bytes += len(chunk)
+                if self._event_bytes > self.max_event_bytes:
+                    raise EventTooLarge(self._event_bytes, self.max_event_bytes)
             return []
 
         events: List[SSEEvent] = []
         # bytes.splitlines() splits on exactly the spec's line ends (LF, CRLF, CR), nothing else.
         pieces = chunk.splitlines(True)
         last = len(pieces) - 1
+        consumed = 0  # bytes of this chunk handled so far
+        start = 0  # where in this chunk the open event began
+        earlier = self._event_bytes  # bytes of the open event from earlier chunks
         for n, piece in enumerate(pieces):
             if piece.endswith(b"\r\n"):
                 body = piece[:-2]
@@ -124,13 +145,24 @@ class SSEDecoder:
             else:  # only the last piece can lack a line end
                 self._line_parts.append(piece)
                 break
+
+            consumed += len(piece)
             if self._line_parts:
                 self._line_parts.append(body)
                 body = b"".join(self._line_parts)
                 self._line_parts = []
+            elif not body:
+                # A blank line ends the event, whatever its size; check it before it is parsed.
+                size = earlier + consumed - start
+                if size > self.max_event_bytes:
+                    raise EventTooLarge(size, self.max_event_bytes)
+                earlier, start = 0, consumed
             event = self._end_line(body)
             if event is not None:
                 events.append(event)
+        self._event_bytes = earlier + len(chunk) - start
+        if self._event_bytes > self.max_event_bytes:
+            raise EventTooLarge(self._event_bytes, self.max_event_bytes)
         return events
 
     def close(self) -> List[SSEEvent]:
