@@ -153,3 +153,119 @@ def test_boolean_spellings_in_chat_section(tmp_path, spelling, expected):
     cfg.write_text(f"chat:\n  vi_mode: {spelling}\n  render: {spelling}\n")
     s = resolve_settings({"config": str(cfg), "base_url": "http://127.0.0.1:9/v1"}, env={}, need_provider=False)
     assert dict(s.chat)["vi_mode"] is expected and dict(s.chat)["render"] is expected
+
+
+# -- tool calls per turn, Retry-After, interim responses, --save ---------------------------------
+
+def test_at_most_n_tool_calls_per_turn_run(server, llmcli, monkeypatch):
+    import json
+
+    calls = [{"index": i, "id": f"c{i}", "type": "function",
+              "function": {"name": "web_fetch", "arguments": json.dumps({"url": "http://127.0.0.1:9/x"})}}
+             for i in range(5)]
+    server.chat([Reply(pieces=sse(chunk(tool_calls=calls), chunk(finish="tool_calls"))),
+                 Reply(pieces=sse(chunk("done"), chunk(finish="stop")))])
+    monkeypatch.setenv("LLMCLI_MAX_TOOL_CALLS", "2")
+    r = llmcli("-T", "web_fetch", "--json", "q")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    errors = [c.get("error") or "" for c in doc["tool_calls"]]
+    assert len(errors) == 5 and all("more than 2 tool calls in one turn" in e for e in errors[2:])
+    assert not any("more than 2" in e for e in errors[:2])
+    tool_msgs = [m for m in server.requests[1].json["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_msgs] == [f"c{i}" for i in range(5)]
+
+
+def test_tool_error_quotes_a_bounded_piece_of_the_arguments():
+    from llmcli.errors import ToolError
+    from llmcli.tools.base import Tool
+
+    tool = Tool()
+    tool.name = "t"
+    tool.parameters = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    with pytest.raises(ToolError) as info:
+        tool.validate({"n": "9" * 100_000 + "x"})
+    assert len(str(info.value)) < 400
+    with pytest.raises(ToolError) as info:
+        tool.validate({"k" * 100_000: 1})
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_unusable_retry_after_falls_back_to_backoff(value):
+    from llmcli.wire.client import parse_retry_after
+
+    assert parse_retry_after({"retry-after": value}) is None
+    assert parse_retry_after({"retry-after-ms": "-100"}) is None
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+
+
+def test_103_early_hints_is_skipped_not_taken_as_the_answer(tmp_path):
+    import socket
+    import threading
+
+    from conftest import invoke
+
+    body = b"".join(sse(chunk("real answer"), chunk(finish="stop")))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0])
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                     b"HTTP/1.1 102 Processing\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        r = invoke("ask", "--base-url", f"http://127.0.0.1:{port}/v1", "--retries", "0", "q")
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    assert r.exit_code == 0 and r.stdout == "real answer\n", r
+
+
+def test_parallel_saves_to_one_file_each_leave_a_whole_conversation(server, tmp_path):
+    import json
+
+    server.chat(Reply(pieces=sse(chunk("answer " + "z" * 20_000), chunk(finish="stop"))))
+    target = tmp_path / "conv.json"
+    planted = tmp_path / "conv.json.tmp"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    planted.symlink_to(victim)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url,
+                               "--save", str(target), f"question {i}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(16)]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes == [0] * 16, [p.stderr.read() for p in procs]
+    saved = json.loads(target.read_text())
+    assert saved[0]["role"] == "user" and saved[0]["content"].startswith("question ")
+    assert saved[1]["content"].startswith("answer ")
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.json", "conv.json.tmp", "victim.txt"]
+
+
+def test_save_keeps_a_partial_answer_marked_partial(server, llmcli, tmp_path):
+    import json
+
+    server.chat(Reply(pieces=sse(chunk("half an ans"), done=False), end="cut"))
+    target = tmp_path / "c.json"
+    r = llmcli("--retries", "0", "--save", str(target), "q")
+    assert r.exit_code == 5
+    assert json.loads(target.read_text())[-1] == {"role": "assistant", "content": "half an ans",
+                                                   "partial": "incomplete"}

@@ -180,13 +180,14 @@ def test_ctrl_c_stops_the_stream_keeps_the_partial_answer_and_closes_the_connect
 
     saved = tmp_path / "conv.json"
     repl.say(f"/save {saved}")
+    # The interruption is kept as metadata (saved, shown), not sent to the model as part of the answer.
     assert json.loads(saved.read_text()) == [
         {"role": "user", "content": "tell me"},
-        {"role": "assistant", "content": "Hello partial\n[interrupted]"},
+        {"role": "assistant", "content": "Hello partial", "partial": "interrupted"},
     ]
     assert "fine" in repl.say("and now?")
     assert server.requests[1].json["messages"][-2:] == [
-        {"role": "assistant", "content": "Hello partial\n[interrupted]"},
+        {"role": "assistant", "content": "Hello partial"},
         {"role": "user", "content": "and now?"},
     ]
     assert repl.exit() == 0
@@ -414,7 +415,7 @@ def test_session_commands_on_the_message_list():
 
 
 def test_stopped_tool_calls_are_answered_so_the_conversation_stays_valid():
-    from llmcli.repl.session import close_open_tool_calls
+    from llmcli.run.loop import close_open_tool_calls
 
     messages = [
         {"role": "user", "content": "q"},

@@ -311,7 +311,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if save_path:
         from ..prompt.history import dump_history
 
-        dump_history(wiring.run.messages, save_path)
+        dump_history(wiring.run.kept_conversation(error, interrupted=stopped is not None), save_path)
     if error is not None:
         raise error
 

@@ -2,7 +2,8 @@
 
 Owns: where the config file is and how it is parsed (invalid YAML is a ConfigError with file:line),
 provider presets, the precedence rule (flag > environment > config file > preset > default), the
-API-key lookup, and what `config show` prints of each value and where it came from (secrets redacted).
+API-key lookup, and what `config show` prints of each value and where it came from (secrets redacted),
+and the one rule for what is secret (`secrets`: header names, URL passwords, echoed keys).
 
 May import: errors, status.
 """

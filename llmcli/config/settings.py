@@ -18,6 +18,7 @@ DEFAULT_READ_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_TOOL_ROUNDS = 10
+DEFAULT_MAX_TOOL_CALLS = 32
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # one SSE event (or a whole non-streamed body), decompressed
 DEFAULT_MAX_INPUT_BYTES = 8_000_000  # a hard cap on prompt input (stdin and -f files); --max-input-bytes raises it
 
@@ -67,7 +68,7 @@ KNOWN_PROVIDER_KEYS = {
     "model_path", "n_ctx", "n_threads", "timeouts",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
-KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
+KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
 
 
@@ -107,6 +108,7 @@ class Settings:
     tools: Tuple[str, ...] = ()
     confirm_tools: bool = False
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS  # per turn; the extra calls get an error result
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
@@ -538,6 +540,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tools = tuple(str(t) for t in enabled)
     max_rounds = pick("max_tool_rounds", "LLMCLI_MAX_TOOL_ROUNDS", tools_cfg.get("max_rounds"),
                       DEFAULT_MAX_TOOL_ROUNDS, lambda v, n, s: _int(v, n, s, 1), "max_tool_rounds")
+    max_calls = pick("max_tool_calls", "LLMCLI_MAX_TOOL_CALLS", tools_cfg.get("max_calls"), DEFAULT_MAX_TOOL_CALLS,
+                     lambda v, n, s: _int(v, n, s, 1), "max_tool_calls")
     confirm = bool(flags.get("confirm_tools") or strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"))
     fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
     allow_private = bool(flags.get("allow_private_urls") or strict_bool(fetch_cfg.get("allow_private"),
@@ -582,6 +586,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tools=tools,
         confirm_tools=confirm,
         max_tool_rounds=max_rounds,
+        max_tool_calls=max_calls,
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
                      # the approval policy and user tools, raw: llmcli.tools validates and reads them
                      ("approval", dict(tools_cfg.get("approval") or {})),
@@ -709,15 +714,17 @@ def write_config_template(path: str, force: bool = False) -> None:
 
 def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
     """(name, value, source) rows for `llmcli config show`; keys redacted."""
+    from .secrets import redact_headers, redact_url
+
     s = settings
     rows = [
         ("config_file", s.config_path, "exists" if s.config_path and os.path.exists(s.config_path) else "not found"),
         ("home", s.home, "LLMCLI_HOME" if os.environ.get("LLMCLI_HOME") else "default"),
         ("provider", s.provider, s.source_of("provider")),
-        ("base_url", s.base_url, s.source_of("base_url")),
+        ("base_url", redact_url(s.base_url), s.source_of("base_url")),
         ("api_key", redact_key(s.api_key) if s.api_key else None, s.source_of("api_key")),
         ("model", s.model, s.source_of("model")),
-        ("headers", {k: ("<redacted>" if "auth" in k.lower() or "key" in k.lower() else v) for k, v in s.headers},
+        ("headers", redact_headers(dict(s.headers)),
          "preset/config"),
         ("options", dict(s.options), "config/flags"),
         ("system", s.system, "config/flags"),

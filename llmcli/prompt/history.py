@@ -194,10 +194,25 @@ def dump_history(messages: List[dict], path: str) -> None:
         text = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
     else:
         text = json.dumps(messages, ensure_ascii=False, indent=2) + "\n"
-    tmp = path + ".tmp"
+    # A unique temporary file in the same directory (O_EXCL: a planted FILE.tmp symlink is never
+    # followed), then one rename: parallel runs saving to one file each leave a whole conversation.
+    # mkstemp makes it 0600, which a saved conversation should be anyway.
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}")
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+

@@ -35,8 +35,6 @@ from ..status import ExitStatus
 
 # Appended to a partial answer kept in the conversation, so that the model (and the user reading a
 # saved conversation) can tell that the text stops early on purpose.
-INTERRUPTED_MARKER = "\n[interrupted]"
-INCOMPLETE_MARKER = "\n[incomplete]"  # the stream failed (network, server) after some text arrived
 
 PROMPT = "> "
 HISTORY_FILE = "chat_history"
@@ -93,21 +91,6 @@ def available_tool_names() -> Tuple[str, ...]:
     except ImportError:
         return FALLBACK_TOOL_NAMES
     return tuple(str(getattr(tool, "name", tool)) for tool in BUILTIN_TOOLS)
-
-
-def close_open_tool_calls(messages: List[dict]) -> None:
-    """Answer tool calls a stopped run never ran: the API refuses a call without its `tool` reply."""
-    for index in range(len(messages) - 1, -1, -1):
-        msg = messages[index]
-        if msg.get("role") == "user":
-            return
-        if msg.get("role") == "assistant" and msg.get("tool_calls"):
-            answered = {m.get("tool_call_id") for m in messages[index + 1:] if m.get("role") == "tool"}
-            for call in msg["tool_calls"]:
-                if call.get("id") not in answered:
-                    messages.append({"role": "tool", "tool_call_id": call.get("id"),
-                                     "content": "error: not run (interrupted)"})
-            return
 
 
 def _unquote(text: str) -> str:
@@ -171,13 +154,7 @@ class ChatSession:
 
         The user's message is in run.messages whatever happened, so /retry always has something to resend.
         """
-        messages = list(run.messages)
-        if error is not None or interrupted:
-            close_open_tool_calls(messages)
-            partial = run.partial_assistant_message(INTERRUPTED_MARKER if interrupted else INCOMPLETE_MARKER)
-            if partial is not None:
-                messages.append(partial)
-        self.messages = messages
+        self.messages = run.kept_conversation(error, interrupted)
         if run.model:
             self.server_model = run.model
         if run.usages:

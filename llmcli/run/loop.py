@@ -42,11 +42,36 @@ def make_tool_settings(settings: Settings):
     return ToolSettings(**kwargs)
 
 
+PARTIAL_KEY = "partial"  # on a kept assistant message: "interrupted" (Ctrl-C/SIGTERM) or "incomplete" (error)
+
+
+def sendable(messages: List[dict]) -> List[dict]:
+    """The messages as the server may see them: llmcli's own bookkeeping (the partial mark) removed."""
+    if not any(PARTIAL_KEY in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != PARTIAL_KEY} if PARTIAL_KEY in m else m for m in messages]
+
+
+def close_open_tool_calls(messages: List[dict]) -> None:
+    """Answer tool calls a stopped run never ran: the API refuses a call without its `tool` reply."""
+    for index in range(len(messages) - 1, -1, -1):
+        msg = messages[index]
+        if msg.get("role") == "user":
+            return
+        if msg.get("role") == "assistant" and msg.get("tool_calls"):
+            answered = {m.get("tool_call_id") for m in messages[index + 1:] if m.get("role") == "tool"}
+            for call in msg["tool_calls"]:
+                if call.get("id") not in answered:
+                    messages.append({"role": "tool", "tool_call_id": call.get("id"),
+                                     "content": "error: not run (interrupted)"})
+            return
+
+
 def build_request_body(settings: Settings, messages: List[dict], tool_schemas: List[dict], stream: bool = True) -> dict:
     body: Dict = {}
     if settings.model:
         body["model"] = settings.model
-    body["messages"] = messages
+    body["messages"] = sendable(messages)
     body["stream"] = stream
     if stream:
         # Ask for the usage chunk; servers that do not know the option ignore it (-o stream_options null drops it).
@@ -113,6 +138,7 @@ class ChatRun:
         self.pending_warnings: List[str] = []
         self.stream = stream
         self.max_rounds = settings.max_tool_rounds
+        self.max_calls_per_turn = settings.max_tool_calls
         # state, readable at any time (also after a failure)
         self.content_parts: List[str] = []
         self.reasoning_parts: List[str] = []
@@ -189,11 +215,17 @@ class ChatRun:
                     raise ToolRoundLimit(
                         f"the model was still calling tools after {self.max_rounds} rounds "
                         "(--max-tool-rounds); stopping")
-                for call in calls:
+                for number, call in enumerate(calls):
                     activity = ToolActivity(call, round_no)
                     self.tool_activity.append(activity)
                     yield ToolStarted(activity)
-                    self._run_tool(activity)
+                    if number >= self.max_calls_per_turn:
+                        # A server can ask for thousands of calls in one turn; the extra ones are not
+                        # run, and the model reads why (every call id still gets its answer).
+                        activity.error = (f"not run: more than {self.max_calls_per_turn} tool calls in one turn "
+                                          "(tools.max_calls); call fewer tools at a time")
+                    else:
+                        self._run_tool(activity)
                     self.messages.append({"role": "tool", "tool_call_id": call.id, "content": activity.content})
                     yield ToolFinished(activity)
                     while self.pending_warnings:
@@ -305,12 +337,23 @@ class ChatRun:
             raise ToolError("refused by user")
         raise ToolError("refused by user")
 
-    def partial_assistant_message(self, marker: str = "") -> Optional[dict]:
-        """The text of the turn in progress, for callers that keep a conversation after a failure."""
+    def partial_assistant_message(self, why: str = "incomplete") -> Optional[dict]:
+        """The text of the turn in progress, marked partial as metadata (never as text the model reads)."""
         text = "".join(self.current_turn_text)
         if not text:
             return None
-        return {"role": "assistant", "content": text + marker}
+        return {"role": "assistant", "content": text, PARTIAL_KEY: why}
+
+    def kept_conversation(self, error=None, interrupted: bool = False) -> List[dict]:
+        """The one policy that keeps a conversation valid however the run ended (ask --save, chat, the
+        log): tool calls that never ran are answered, and a partial answer is kept, marked partial."""
+        messages = list(self.messages)
+        if error is not None or interrupted:
+            close_open_tool_calls(messages)
+            partial = self.partial_assistant_message("interrupted" if interrupted else "incomplete")
+            if partial is not None:
+                messages.append(partial)
+        return messages
 
 
 def _forces_a_call(tool_choice) -> bool:

@@ -131,8 +131,10 @@ class RunWiring:
         if settings.debug:
             from ..wire.record import Recorder
 
+            from ..config.secrets import redact_url
+
             self.recorder = Recorder()
-            diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
+            diag.note(f"llmcli: debug: provider={settings.provider} base_url={redact_url(settings.base_url)} "
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
         tools = enabled_tools(settings)

@@ -76,7 +76,7 @@ class Tool:
         properties = self.parameters.get("properties", {})
         unknown = sorted(set(arguments) - set(properties))
         if unknown:
-            raise ToolError(f"{self.name}: unexpected argument {', '.join(map(repr, unknown))}; "
+            raise ToolError(f"{self.name}: unexpected argument {quote(', '.join(map(repr, unknown)))}; "
                             f"it takes: {', '.join(properties)}")
         normalised = {}
         for key, spec in properties.items():
@@ -99,6 +99,15 @@ class Tool:
         raise NotImplementedError
 
 
+QUOTE_LIMIT = 200  # a tool error the model reads quotes at most this much of what it sent
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+    """repr() of an argument for an error message, cut to `limit` characters."""
+    text = value if isinstance(value, str) and value.startswith("'") else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _check_value(tool, key, spec, value):
     kind = spec.get("type")
     wanted = _describe(spec)
@@ -112,17 +121,17 @@ def _check_value(tool, key, spec, value):
     if kind == "integer":
         number = _as_integer(value)
         if number is None:
-            raise ToolError(f"{tool}: {key} must be {wanted}, got {value!r}")
+            raise ToolError(f"{tool}: {key} must be {wanted}, got {quote(value)}")
         _check_range(tool, key, spec, number, wanted)
         return number
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ToolError(f"{tool}: {key} must be {wanted}, got {value!r}")
+            raise ToolError(f"{tool}: {key} must be {wanted}, got {quote(value)}")
         _check_range(tool, key, spec, value, wanted)
         return value
     if kind == "boolean":
         if not isinstance(value, bool):
-            raise ToolError(f"{tool}: {key} must be true or false, got {value!r}")
+            raise ToolError(f"{tool}: {key} must be true or false, got {quote(value)}")
         return value
     return value
 

@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
+from ..config.secrets import redact_headers, redact_url, scrub, secret_values
 from ..config.settings import Settings
-from ..errors import HTTPError, NetworkError, StreamError, TimeoutExpired
+from ..errors import HTTPError, LLMCliError, NetworkError, StreamError, TimeoutExpired
 from .sse import EventTooLarge, SSEDecoder
 from .stream import StreamDecoder, decode_non_streamed
 
 RETRYABLE_STATUS = {408, 409, 429}
-SECRET_HEADERS = {"authorization", "x-api-key", "api-key", "x-subscription-token", "cookie", "proxy-authorization"}
 READ_SIZE = 65536
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -32,22 +32,25 @@ ERROR_BODY_LIMIT = 64 * 1024
 from ..events import Retrying  # noqa: E402,F401 (re-exported)
 
 
-def redact_headers(headers) -> dict:
-    return {k: ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in dict(headers).items()}
 
 
 def parse_retry_after(headers, now: Optional[float] = None) -> Optional[float]:
     """Seconds to wait from retry-after-ms, then retry-after (seconds or an HTTP date)."""
+    import math
+
+    def usable(seconds):  # negative, NaN, infinite or already past: the normal back-off applies
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
     value = headers.get("retry-after-ms")
     if value:
         try:
-            return max(0.0, float(value) / 1000.0)
+            return usable(float(value) / 1000.0)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if value:
         try:
-            return max(0.0, float(value))
+            return usable(float(value))
         except ValueError:
             import email.utils  # only for an HTTP-date retry-after; keeps start-up lean
 
@@ -57,8 +60,29 @@ def parse_retry_after(headers, now: Optional[float] = None) -> Optional[float]:
                 return None
             if when is None:
                 return None
-            return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+            return usable(when.timestamp() - (now if now is not None else time.time()))
     return None
+
+
+def host_of(url: str) -> str:
+    """host[:port] of a URL, never its user:password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or redact_url(url)
+
+
+def scrub_error(exc: "LLMCliError", secrets) -> "LLMCliError":
+    """The same error with any secret removed from its message (and from an HTTP error's body)."""
+    if exc.args and isinstance(exc.args[0], str):
+        cleaned = scrub(exc.args[0], secrets or ())
+        if cleaned != exc.args[0]:
+            exc.args = (cleaned,) + tuple(exc.args[1:])
+    if secrets and isinstance(getattr(exc, "body", None), bytes):
+        from ..config.secrets import scrub_bytes
+
+        exc.body = scrub_bytes(exc.body, secrets)
+    return exc
 
 
 def error_message_from_body(body: bytes, content_type: str = "") -> tuple:
@@ -191,7 +215,15 @@ class Exchange:
         self.declared_sse = "text/event-stream" in ctype.lower() or not ctype
         self.watchdog = Watchdog(settings.idle_timeout, deadline)
 
+    secrets: tuple = ()
+
     def events(self) -> Iterator:
+        try:
+            yield from self._events()
+        except LLMCliError as exc:
+            raise scrub_error(exc, self.secrets)
+
+    def _events(self) -> Iterator:
         raw = self.response.raw
         self.watchdog.start(_socket_of(raw))
         try:
@@ -330,15 +362,47 @@ class _ReplayedDecoder:
         return self.result
 
 
+_interim_skipped = False
+
+
+def skip_interim_responses() -> None:
+    """Make every HTTP connection of this process skip 1xx interim responses (103 Early Hints, 102).
+
+    http.client skips only 100 Continue; a 103 before the real answer would be taken as the answer
+    (with an empty body) and the real one left unread. Set once, on urllib3's connection classes."""
+    global _interim_skipped
+    if _interim_skipped:
+        return
+    import http.client
+
+    import urllib3.connection
+
+    class InterimSkippingResponse(http.client.HTTPResponse):
+        def _read_status(self):
+            while True:
+                version, status, reason = super()._read_status()
+                if not (100 < status < 200) or status == 101:  # 100 is begin()'s; 101 switches protocols
+                    return version, status, reason
+                http.client._read_headers(self.fp)  # an interim response has headers and no body
+
+    for cls in (urllib3.connection.HTTPConnection, urllib3.connection.HTTPSConnection):
+        cls.response_class = InterimSkippingResponse
+    _interim_skipped = True
+
+
 class HTTPTransport:
     def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None):
         import requests
 
+        skip_interim_responses()
         self.settings = settings
         self.recorder = recorder
         self.run_deadline = run_deadline
         self.session = requests.Session()
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.secrets = secret_values(settings.api_key, self.headers())
+        if recorder is not None:
+            recorder.secrets = self.secrets
 
     def headers(self) -> dict:
         h = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json",
@@ -349,14 +413,24 @@ class HTTPTransport:
         return h
 
     def open(self, body: dict) -> Iterator:
-        """Yield Retrying notices, then exactly one Exchange (or raise)."""
+        """Yield Retrying notices, then exactly one Exchange (or raise). A key the server echoes back
+        in an error message is scrubbed from it (the message is shown, recorded and put in --json)."""
+        try:
+            for item in self._open(body):
+                if isinstance(item, Exchange):
+                    item.secrets = self.secrets
+                yield item
+        except LLMCliError as exc:
+            raise scrub_error(exc, self.secrets)
+
+    def _open(self, body: dict) -> Iterator:
         import requests
 
         s = self.settings
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = self.headers()
         if self.recorder is not None:
-            self.recorder.request(self.url, redact_headers(headers), body)
+            self.recorder.request(redact_url(self.url), redact_headers(headers), body)
         attempt = 0
         while True:
             attempt += 1
@@ -393,7 +467,7 @@ class HTTPTransport:
                     body = {k: v for k, v in body.items() if k != "stream_options"}
                     payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
                     if self.recorder is not None:
-                        self.recorder.request(self.url, redact_headers(headers), body)
+                        self.recorder.request(redact_url(self.url), redact_headers(headers), body)
                     attempt -= 1
                     continue
                 retry_reason, retry_after = self._should_retry(resp, final_error)
@@ -411,10 +485,7 @@ class HTTPTransport:
             time.sleep(delay)
 
     def _host(self):
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        return parts.netloc or self.url
+        return host_of(self.url)
 
     def _backoff(self, attempt):
         base = self.settings.retry_base_delay * (2 ** (attempt - 1))
@@ -438,7 +509,7 @@ class HTTPTransport:
             text = (f"HTTP {resp.status_code} from {self._host()}: the server redirects to "
                     f"{resp.headers['location']}; use that as the base URL (without /chat/completions)")
         elif resp.status_code == 404:
-            text += f" (is the base URL right? requests go to {self.url})"
+            text += f" (is the base URL right? requests go to {redact_url(self.url)})"
         return HTTPError(text, status=resp.status_code, body=body, code=code)
 
     @staticmethod
@@ -501,6 +572,33 @@ def _connection_message(exc, host) -> str:
     return f"cannot connect to {host}: {snippet(text, 160)}"
 
 
+MAX_REDIRECTS = 5
+
+
+def get_following_redirects(session, url: str, headers: dict, **kwargs):
+    """GET that follows up to MAX_REDIRECTS redirects itself, so that no key-carrying header (by the
+    one rule in config/secrets.py, not only Authorization as requests does) reaches another origin."""
+    from urllib.parse import urljoin, urlsplit
+
+    from ..config.secrets import is_secret_header
+
+    def origin(u):
+        parts = urlsplit(u)
+        return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+    first = origin(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.get(url, headers=headers, allow_redirects=False, **kwargs)
+        location = resp.headers.get("location")
+        if resp.status_code not in (301, 302, 303, 307, 308) or not location:
+            return resp
+        resp.close()
+        url = urljoin(url, location)
+        if origin(url) != first:
+            headers = {k: v for k, v in headers.items() if not is_secret_header(k)}
+    raise HTTPError(f"more than {MAX_REDIRECTS} redirects from {host_of(url)}", status=resp.status_code)
+
+
 def list_models(settings: Settings) -> list:
     """GET {base}/models → the server's model entries (dicts with at least "id")."""
     import requests
@@ -511,13 +609,16 @@ def list_models(settings: Settings) -> list:
     headers.pop("Content-Type", None)
     host = transport._host()
     try:
-        resp = transport.session.get(url, headers=headers, timeout=(settings.connect_timeout, settings.read_timeout),
-                                     verify=settings.ca_bundle if settings.ca_bundle else True)
+        resp = get_following_redirects(transport.session, url, headers,
+                                       timeout=(settings.connect_timeout, settings.read_timeout),
+                                       verify=settings.ca_bundle if settings.ca_bundle else True)
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        raise request_failure(exc, host, settings.connect_timeout, settings.read_timeout)[0]
+        raise scrub_error(request_failure(exc, host, settings.connect_timeout, settings.read_timeout)[0],
+                          transport.secrets)
     if not 200 <= resp.status_code < 300:
         message, code = error_message_from_body(resp.content, resp.headers.get("content-type", ""))
-        raise HTTPError(f"HTTP {resp.status_code} from {host}: {message}", status=resp.status_code, code=code)
+        raise scrub_error(HTTPError(f"HTTP {resp.status_code} from {host_of(resp.url or url)}: {message}",
+                                    status=resp.status_code, code=code), transport.secrets)
     try:
         data = resp.json()
     except ValueError:

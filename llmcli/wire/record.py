@@ -1,7 +1,8 @@
 """Debug records: the request body and the raw response bytes of a failed run, saved for `llmcli replay`.
 
-Secrets never reach a record: request headers are redacted before they get here, and the body of a
-chat request holds no key.
+Secrets never reach a record: request headers are redacted before they get here (config/secrets.py
+says which are secret), the body of a chat request holds no key, and a key echoed back by the server
+is scrubbed from the response bytes kept.
 """
 
 import base64
@@ -12,6 +13,8 @@ from typing import List, Optional
 
 
 class Recorder:
+    secrets: tuple = ()  # set by the transport: the key and secret header values, scrubbed from bytes kept
+
     def __init__(self):
         self.url: Optional[str] = None
         self.request_headers: dict = {}
@@ -57,7 +60,9 @@ class Recorder:
         self.url, self.chunks = None, []
 
     def _exchange(self):
-        body = b"".join(self.chunks)
+        from ..config.secrets import scrub_bytes
+
+        body = scrub_bytes(b"".join(self.chunks), self.secrets)  # a key the server echoed stays out
         return {
             "url": self.url,
             "request_headers": self.request_headers,
