@@ -492,12 +492,13 @@ def test_openrouter_end_to_end_with_cost_in_usage(server):
     assert req.json["model"] == "openrouter/auto" and req.json["stream_options"] == {"include_usage": True}
     doc = json.loads(r.stdout)
     assert doc["content"] == "Hi there"
-    assert doc["usage"]["cost"] == 0.0001234 and doc["usage"]["total_tokens"] == 15
+    assert doc["usage"]["cost"] == {"amount": 0.0001234, "currency": "USD", "source": "reported"}
+    assert doc["usage"]["total_tokens"] == 15
 
     server.chat(Reply(pieces=text_stream("Hi", usage=usage)))
     r = invoke("ask", "-p", "openrouter", "--base-url", server.base_url, "-u", "q", env=env)
     assert r.exit_code == 0, r
-    assert "cost $0.0001234" in r.stderr
+    assert "$0.00012 (reported)" in r.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_message_streams_answer_with_status_line_and_toolbar(server, chat):
     assert "/help" in start  # the toolbar: where, model, help
     out = repl.say("hi there")
     assert "Hello, wörld" in out
-    assert "tokens: in 3, out 2, total 42" in out
+    assert "tokens: 3 in / 2 out · 42 total · cost unknown" in out
     body = server.requests[0].json
     assert body["messages"] == [{"role": "user", "content": "hi there"}]
     assert body["stream"] is True

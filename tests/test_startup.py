@@ -49,3 +49,22 @@ def test_completion_imports_nothing_heavy():
     proc, names = imported_modules(env=env)
     assert "plain,openrouter" in proc.stdout and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_plain_ask_imports_neither_the_price_table_nor_the_keyring(server):
+    """genai-prices costs ~150 ms and keyring may talk to D-Bus: only the runs that need them load them."""
+    import os
+
+    from localserver import Reply, text_stream
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    server.chat(Reply(pieces=text_stream("hi", usage=usage)))
+    env = dict(os.environ)
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "gpt-4o-mini", "q", env=env)
+    assert proc.returncode == 0 and proc.stdout == "hi\n", proc.stderr[-500:]
+    assert "requests" in names  # the measurement works
+    assert not names & {"genai_prices", "keyring", "pydantic"}, sorted(names & {"genai_prices", "keyring"})
+    # asked for a cost, it is loaded (so the check above can fail)
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "gpt-4o-mini", "-u", "q", env=env)
+    assert proc.returncode == 0 and "genai_prices" in names
+    assert "keyring" not in names

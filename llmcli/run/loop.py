@@ -119,6 +119,7 @@ class ChatRun:
         self.refusal_parts: List[str] = []
         self.tool_activity: List[ToolActivity] = []
         self.usages: List[dict] = []
+        self.usage_models: List[Optional[str]] = []  # the model each entry of `usages` came from
         self.finish_reason: Optional[str] = None
         self.model: Optional[str] = settings.model
         self.started = time.monotonic()
@@ -126,6 +127,7 @@ class ChatRun:
         self.ended_at: Optional[float] = None
         self.current_turn_text: List[str] = []
         self.unexecuted_calls: List[ToolCall] = []
+        self.requests_sent = 0
         self._always_allowed = False
 
     # -- state -------------------------------------------------------------------------------
@@ -140,6 +142,24 @@ class ChatRun:
     @property
     def usage(self) -> Optional[dict]:
         return sum_usage(self.usages)
+
+    def turn_costs(self) -> list:
+        """The cost of each request that reported usage (run.cost.Cost values; priced lazily)."""
+        from .cost import run_costs
+
+        return run_costs(self.usages, self.usage_models, self.settings.provider, self.settings.base_url)
+
+    @property
+    def cost(self):
+        """What the whole run cost (`Cost`: amount, currency, source reported|estimated|unknown).
+
+        Computed when asked for, so a run nobody asks the price of never imports the price table; a
+        request that reported no usage makes the total unknown."""
+        from .cost import UNKNOWN, sum_costs
+
+        if self.requests_sent > len(self.usages):
+            return UNKNOWN
+        return sum_costs(self.turn_costs())
 
     def tool_calls_summary(self) -> List[dict]:
         """Every tool call of the run for `--json`: the ones run, then the ones left unexecuted."""
@@ -217,6 +237,7 @@ class ChatRun:
                 yield item
             else:
                 exchange = item
+        self.requests_sent += 1
         try:
             try:
                 for ev in exchange.events():
@@ -243,10 +264,11 @@ class ChatRun:
             exchange.close()
 
     def _note_turn(self, turn: TurnResult):
-        if turn.usage:
-            self.usages.append(turn.usage)
         if turn.model:
             self.model = turn.model
+        if turn.usage:
+            self.usages.append(turn.usage)
+            self.usage_models.append(turn.model or self.settings.model)
         if turn.finish_reason:
             self.finish_reason = turn.finish_reason
 
