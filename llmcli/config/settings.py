@@ -59,7 +59,7 @@ LOCAL_PROVIDER = "local"
 # Keys the config file may hold; anything else gets a warning (a typo should not pass silently).
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
-    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local", "budget",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -67,6 +67,7 @@ KNOWN_PROVIDER_KEYS = {
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
+KNOWN_BUDGET_KEYS = {"max_cost", "max_tokens_total", "daily", "monthly"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
 
 
@@ -110,6 +111,10 @@ class Settings:
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
+    # Budgets (llmcli/run/budget.py): per ask run, or per chat session; daily/monthly across processes.
+    max_cost: Optional[float] = None  # USD
+    max_tokens_total: Optional[int] = None
+    spend_caps: Tuple[Tuple[str, float], ...] = ()  # ("daily", 2.0), ("monthly", 20.0)
     local: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
     model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
@@ -220,6 +225,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
             mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    if "budget" in data:
+        check(data["budget"] or {}, KNOWN_BUDGET_KEYS, "budget")
     return warnings
 
 
@@ -251,6 +258,19 @@ def _float(value, name, source):
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r} (from {source})")
     if result <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
+    return result
+
+
+def _money(value, name, source):
+    """A budget in US dollars: a number above 0 (a string like "$2" is an error, not 0)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an amount in US dollars, got {value!r} (from {source})")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an amount in US dollars, got {value!r} (from {source})")
+    if not result > 0 or result == float("inf"):
         raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
     return result
 
@@ -499,6 +519,14 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
 
+    # -- budgets -------------------------------------------------------------------------------
+    budget_cfg = data.get("budget") or {}
+    max_cost = pick("max_cost", "LLMCLI_MAX_COST", budget_cfg.get("max_cost"), None, _money, "max_cost")
+    max_tokens_total = pick("max_tokens_total", "LLMCLI_MAX_TOKENS_TOTAL", budget_cfg.get("max_tokens_total"), None,
+                            lambda v, n, s: _int(v, n, s, 1), "max_tokens_total")
+    spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
+                       for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
+
     debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", "")) or data.get("debug"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
     system = flags.get("system") if flags.get("system") is not None else data.get("system")
@@ -541,6 +569,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         allow_private_urls=allow_private,
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
+        max_cost=max_cost,
+        max_tokens_total=max_tokens_total,
+        spend_caps=spend_caps,
         local=tuple(local_cfg.items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
         model_names=tuple(dict.fromkeys(model_names)),
@@ -676,5 +707,7 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
         ("confirm_tools", s.confirm_tools, "config/flags"),
         ("allow_private_urls", s.allow_private_urls, "config/flags"),
-    ]
+        ("max_cost", s.max_cost, s.source_of("max_cost")),
+        ("max_tokens_total", s.max_tokens_total, s.source_of("max_tokens_total")),
+    ] + [(f"budget.{period}", amount, "config file") for period, amount in s.spend_caps]
     return rows

@@ -139,6 +139,10 @@ class ChatSession:
         self.costs: list = []
         self.context_tokens: Optional[int] = None  # total_tokens of the last request: the conversation's size
         self.server_model: Optional[str] = None
+        # --max-cost / --max-tokens-total / config budget: for the whole session, every answer counted
+        from ..run.runner import make_budget
+
+        self.budget = make_budget(settings)
 
     # -- lines --------------------------------------------------------------------------------
     def submit(self, line: str) -> Outcome:
@@ -498,7 +502,7 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
                             raw=getattr(session, "raw", False))
-    wiring = RunWiring(settings, session.messages, diag, err)
+    wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget)
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)

@@ -100,6 +100,7 @@ class ChatRun:
         confirm: Optional[Callable[[ToolCall], str]] = None,
         stream: bool = True,
         approval=None,
+        budget=None,
     ):
         self.transport = transport
         self.settings = settings
@@ -110,6 +111,8 @@ class ChatRun:
         # The approval policy (llmcli.tools.approval); without one, the old rule: ask only when a
         # confirm callback is given (--confirm-tools), else allow.
         self.approval = approval
+        # llmcli.run.budget.Budget: checked before every request; shared by a chat session's runs.
+        self.budget = budget
         self.pending_warnings: List[str] = []
         self.stream = stream
         self.max_rounds = settings.max_tool_rounds
@@ -191,6 +194,8 @@ class ChatRun:
                 self.messages.append(turn.assistant_message())
                 self.current_turn_text = []  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
+                while self.pending_warnings:
+                    yield RunWarning(self.pending_warnings.pop(0))
                 if not calls:
                     return
                 if not self.tools:
@@ -232,11 +237,18 @@ class ChatRun:
             body["tool_choice"] = "auto"
         exchange = None
         self.current_turn_text = []
-        for item in self.transport.open(body):
-            if isinstance(item, Retrying):
-                yield item
-            else:
-                exchange = item
+        if self.budget is not None:
+            self.budget.before_request(body)  # BudgetExceeded: this request is not sent
+        try:
+            for item in self.transport.open(body):
+                if isinstance(item, Retrying):
+                    yield item
+                else:
+                    exchange = item
+        except BaseException:
+            if self.budget is not None:
+                self.budget.abandon()
+            raise
         self.requests_sent += 1
         try:
             try:
@@ -257,11 +269,31 @@ class ChatRun:
             except LLMCliError:
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)
+                self._count_spend(body, partial)
+                raise
+            except BaseException:  # Ctrl-C: what arrived still counts
+                self._count_spend(body, None)
                 raise
             self._note_turn(turn)
+            self._count_spend(body, turn)
+            if turn.finish_reason == "length" and self.budget is not None and self.budget.output_limit_set:
+                self.pending_warnings.append(
+                    f"the budget limited this answer to {self.budget.output_limit_set:,} output tokens "
+                    "(what --max-cost/--max-tokens-total still allowed)")
             return turn
         finally:
             exchange.close()
+
+    def _count_spend(self, body: dict, turn: Optional[TurnResult]) -> None:
+        if self.budget is None:
+            return
+        usage = turn.usage if turn is not None else None
+        cost = None
+        if self.budget.needs_prices and usage:
+            from .cost import turn_cost
+
+            cost = turn_cost(usage, turn.model or self.settings.model, self.settings.provider, self.settings.base_url)
+        self.budget.after_request(body, usage, cost, "".join(self.current_turn_text))
 
     def _note_turn(self, turn: TurnResult):
         if turn.model:
