@@ -68,3 +68,27 @@ def test_plain_ask_imports_neither_the_price_table_nor_the_keyring(server):
     proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "gpt-4o-mini", "-u", "q", env=env)
     assert proc.returncode == 0 and "genai_prices" in names
     assert "keyring" not in names
+
+
+def test_keyring_is_imported_only_for_a_key_the_index_puts_there(server, tmp_path):
+    import json
+    import os
+
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    home = tmp_path / "llmcli-home"
+    home.mkdir(exist_ok=True)
+    args = ("ask", "-p", "openrouter", "--base-url", server.base_url, "q")
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"), OPENROUTER_API_KEY="sk-env-0123456789")
+    proc, names = imported_modules(*args, env=env)  # the key from the environment: nothing looked up
+    assert proc.returncode == 0 and "keyring" not in names, proc.stderr[-300:]
+    del env["OPENROUTER_API_KEY"]
+    (home / "keys-index.json").write_text(json.dumps({"openrouter": "file"}))
+    (home / "keys.json").write_text(json.dumps({"openrouter": "sk-file-0123456789"}))
+    proc, names = imported_modules(*args, env=env)
+    assert proc.returncode == 0 and "keyring" not in names, proc.stderr[-300:]
+    (home / "keys-index.json").write_text(json.dumps({"openrouter": "keyring"}))
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    proc, names = imported_modules(*args, env=env)
+    assert "keyring" in names  # the check above can fail

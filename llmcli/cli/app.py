@@ -683,3 +683,7 @@ def replay(file, json_output, jsonl_output):
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+
+from .keys import keys_group  # noqa: E402 (issue 19; imports nothing heavy)
+
+cli.add_command(keys_group)

@@ -422,21 +422,29 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         base_url = normalise_base_url(base_url, sources["base_url"])
 
     # -- API key -------------------------------------------------------------------------------
+    # flag > environment (LLMCLI_API_KEY, the provider's api_key_env, the preset's variable) > api_key_cmd >
+    # a key stored by `llmcli keys set PROVIDER` (keyring or its 0600 file) > api_key in the config file.
     api_key = None
+    key_env_names = ["LLMCLI_API_KEY"]
+    if prov_cfg.get("api_key_env"):
+        key_env_names.append(str(prov_cfg["api_key_env"]))
+    if preset and preset.key_env:
+        key_env_names.append(preset.key_env)
     if flags.get("api_key"):
         api_key, sources["api_key"] = flags["api_key"], "--api-key flag"
-    elif env.get("LLMCLI_API_KEY"):
-        api_key, sources["api_key"] = env["LLMCLI_API_KEY"], "LLMCLI_API_KEY"
-    elif prov_cfg.get("api_key"):
-        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
-    elif prov_cfg.get("api_key_env"):
-        name = str(prov_cfg["api_key_env"])
-        if env.get(name):
+    for name in key_env_names:
+        if api_key is None and env.get(name):
             api_key, sources["api_key"] = env[name], name
-    elif prov_cfg.get("api_key_cmd"):
+    if api_key is None and prov_cfg.get("api_key_cmd"):
         api_key, sources["api_key"] = run_key_command(str(prov_cfg["api_key_cmd"]), provider), "api_key_cmd"
-    if api_key is None and preset and preset.key_env and env.get(preset.key_env):
-        api_key, sources["api_key"] = env[preset.key_env], preset.key_env
+    if api_key is None and provider and provider != LOCAL_PROVIDER:
+        from .keys import stored_key
+
+        found = stored_key(provider, home_dir(env))
+        if found is not None:
+            api_key, sources["api_key"] = found[0], f"llmcli keys: {found[1]}"
+    if api_key is None and prov_cfg.get("api_key"):
+        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
 
     # -- model ---------------------------------------------------------------------------------
     if not model:
