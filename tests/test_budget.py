@@ -39,6 +39,8 @@ def test_token_budget_stops_a_tool_loop_before_the_request_that_would_pass_it(se
     assert "spent so far: 600 tokens in 2 requests" in doc["error"]["message"]
     assert doc["content"] == "Looking. Looking. "  # the partial answer is kept
     assert doc["usage"]["total_tokens"] == 600
+    assert doc["error"]["spent"] == {"tokens": 600, "requests": 2,
+                                     "cost": {"amount": None, "currency": "USD", "source": "unknown"}}
     # text mode: the answer so far on stdout, one error line
     server.requests.clear()
     r = ask(server, "-T", "web_search", "-o", "max_tokens", "10", "--max-tokens-total", "700", "q")
@@ -56,6 +58,8 @@ def test_cost_budget_stops_a_tool_loop(server):
     message = json.loads(r.stdout)["error"]["message"]
     assert f"spent so far: 2,400 tokens in 2 requests, {format_usd(2 * one)} (estimated)" in message
     assert f"above --max-cost {format_usd(cap)}" in message
+    spent = json.loads(r.stdout)["error"]["spent"]
+    assert spent["cost"]["source"] == "estimated" and spent["cost"]["amount"] == pytest.approx(2 * one)
 
 
 def test_a_reported_cost_counts_as_spent(server):

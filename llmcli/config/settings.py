@@ -673,6 +673,14 @@ CONFIG_TEMPLATE = """\
 #     allow_private: false             # let web_fetch reach private/loopback addresses
 #     max_chars: 20000
 
+# budget:               # stop before a request that could pass a limit (exit 5)
+#   max_cost: 0.50      # US dollars per ask run / chat session (--max-cost)
+#   max_tokens_total: 200000
+#   daily: 2.00         # across every llmcli process (spend.json in the data dir)
+#   monthly: 20.00
+
+# API keys are best kept out of this file: llmcli keys set PROVIDER (the OS keyring).
+
 # chat:
 #   vi_mode: false
 #   show_reasoning: true

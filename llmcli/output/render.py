@@ -152,7 +152,11 @@ def finish_warnings(run) -> list:
 def error_dict(error: Optional[LLMCliError]) -> Optional[dict]:
     if error is None:
         return None
-    return {"type": error.type_name, "message": str(error)}
+    out = {"type": error.type_name, "message": str(error)}
+    spent = getattr(error, "spent", None)
+    if spent is not None:  # BudgetExceeded: what the run (or chat session) had spent when it stopped
+        out["spent"] = spent
+    return out
 
 
 def run_usage(run) -> Optional[dict]:

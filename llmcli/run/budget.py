@@ -78,9 +78,11 @@ class Budget:
         return self.max_cost is not None or bool(self.caps)
 
     def spent(self) -> dict:
-        from .cost import Cost
+        from .cost import UNKNOWN, Cost
 
-        cost = Cost(self.spent_cost, "estimated" if self.cost_estimated else "reported")
+        # A token budget alone does not price anything (nor import the table): its cost is not known.
+        cost = Cost(self.spent_cost, "estimated" if self.cost_estimated else "reported") if self.needs_prices \
+            else UNKNOWN
         return {"cost": cost.to_dict(), "tokens": self.spent_tokens, "requests": self.requests}
 
     def _spent_text(self) -> str:
