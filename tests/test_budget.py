@@ -148,3 +148,46 @@ def test_daily_cap_across_processes(server, tmp_path, monkeypatch):
     ledger = json.loads((tmp_path / "llmcli-home" / "spend.json").read_text())
     assert list(ledger["daily"].values()) == [pytest.approx(2 * one)]
     assert oct(os.stat(tmp_path / "llmcli-home" / "spend.json").st_mode & 0o777) == "0o600"
+
+
+def test_two_processes_at_once_cannot_both_pass_the_daily_cap(server, tmp_path, monkeypatch):
+    """A request books its worst case in the ledger before it is sent: while the first process waits for
+    its answer, a second one whose worst case would not fit beside it is refused."""
+    import threading
+
+    small = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+    worst = turn_cost({"prompt_tokens": 0, "completion_tokens": 1000}, "gpt-4o-mini").amount
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"budget: {{daily: {worst * 1.5!r}}}\n")  # room for one worst case, not two
+    monkeypatch.setenv("LLMCLI_CONFIG", str(cfg))
+    release = threading.Event()
+
+    def held(handler, rec):
+        release.wait(30)
+        handler.play(Reply(pieces=stream("ok", small)), rec)
+
+    server.chat(held)
+    argv = [sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url, "-m", "gpt-4o-mini",
+            "-o", "max_tokens", "1000", "q"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.requests, "the first process sent nothing"
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ))
+        assert second.returncode == 5, second.stderr
+        assert "budget.daily" in second.stderr and len(server.requests) == 1
+    finally:
+        release.set()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    # the first run's booking became its real (small) cost: a third run fits again
+    third = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ))
+    assert third.returncode == 0, third.stderr
+    assert len(server.requests) == 2
