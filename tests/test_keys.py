@@ -121,6 +121,9 @@ def test_lookup_order_flag_env_cmd_keyring_file(backend, isolated_env):
         "--api-key flag"
     invoke("keys", "rm", "work")
     assert source(file_key).startswith("config file ")
+    assert source("") == "not set; looked in --api-key > LLMCLI_API_KEY > llmcli keys (work) > config file"
+    assert source("    api_key_env: TEAM_KEY\n") == \
+        "not set; looked in --api-key > LLMCLI_API_KEY > TEAM_KEY > llmcli keys (work) > config file"
 
 
 def test_bad_names_and_empty_keys(backend):

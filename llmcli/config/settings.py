@@ -445,6 +445,11 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
             api_key, sources["api_key"] = found[0], f"llmcli keys: {found[1]}"
     if api_key is None and prov_cfg.get("api_key"):
         api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
+    if api_key is None and provider != LOCAL_PROVIDER:
+        # config show then says where it looked, in order
+        looked = ["--api-key"] + key_env_names + (["api_key_cmd"] if prov_cfg.get("api_key_cmd") else []) \
+            + ([f"llmcli keys ({provider})", "config file"] if provider else [])
+        sources["api_key"] = "not set; looked in " + " > ".join(looked)
 
     # -- model ---------------------------------------------------------------------------------
     if not model:
