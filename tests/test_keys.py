@@ -170,3 +170,23 @@ def test_a_group_readable_config_with_a_literal_key_warns(tmp_path):
     r = invoke("config", "show", "--config", cfg, "-p", "work")
     assert re.search(r"warning: .* contains an API key and is readable by other users; run: chmod 600", r.stderr)
     assert KEY not in r.stdout + r.stderr
+
+
+def test_keys_set_prompts_without_echo_on_a_terminal(isolated_env, tmp_path):
+    import sys
+
+    import pexpect
+
+    env = dict(os.environ, PYTHON_KEYRING_BACKEND=NONE, XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "keys", "set", "typed"], env=env, encoding="utf-8",
+                          timeout=30, dimensions=(24, 100))
+    try:
+        child.expect("API key for typed: ")
+        child.sendline(KEY)
+        child.expect(pexpect.EOF)
+        shown = child.before
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, shown
+    assert KEY not in shown and "stored the key for typed" in shown
+    assert json.loads((isolated_env / "keys.json").read_text()) == {"typed": KEY}
