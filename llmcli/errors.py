@@ -60,6 +60,20 @@ class ToolRoundLimit(StreamError):
     type_name = "tool_rounds"
 
 
+class BudgetExceeded(LLMCliError):
+    """The next request could pass --max-cost, --max-tokens-total or a daily/monthly cap: not sent.
+
+    Exit 5 like the other ways a run stops short; what arrived before is kept (printed, in --json).
+    """
+
+    exit_status = ExitStatus.STREAM
+    type_name = "budget"
+
+    def __init__(self, message, spent=None):
+        super().__init__(message)
+        self.spent = spent  # {"cost": Cost.to_dict(), "tokens": n} of the run or session so far
+
+
 class NetworkError(LLMCliError):
     """Connecting, reading or TLS failed: refused, reset, timed out, DNS."""
 

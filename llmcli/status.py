@@ -9,7 +9,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     CONFIG = 3  # config or input
     HTTP = 4  # non-2xx, or a 200 whose JSON body is an error object
-    STREAM = 5  # in-stream error, malformed or truncated stream, tool-round limit
+    STREAM = 5  # in-stream error, malformed or truncated stream, tool-round limit, budget reached
     NETWORK = 6  # connect failure, timeout, reset
     SOME_FAILED = 8  # llmcli batch: some items failed (each has an error record)
     INTERRUPTED = 130  # Ctrl-C

@@ -57,6 +57,9 @@ ENVIRONMENT: List[Tuple[str, str]] = [
     ("LLMCLI_IDLE_TIMEOUT", "Longest gap between data events in seconds (as --idle-timeout)."),
     ("LLMCLI_MAX_TIME", "Limit for the whole run in seconds (as --max-time)."),
     ("LLMCLI_RETRIES", "Retries before any output (as --retries)."),
+    ("LLMCLI_MAX_COST", "Budget in US dollars for one ask run or chat session (as --max-cost)."),
+    ("LLMCLI_MAX_TOKENS_TOTAL", "Token budget for one ask run or chat session (as --max-tokens-total)."),
+    ("PYTHON_KEYRING_BACKEND", "The keyring backend llmcli keys uses (a class path, as the keyring package reads it)."),
     ("LLMCLI_RETRY_BASE_DELAY", "First retry back-off in seconds (default 0.5); later delays double."),
     ("LLMCLI_MAX_TOOL_ROUNDS", "Tool rounds before giving up (as --max-tool-rounds)."),
     ("LLMCLI_MAX_INPUT_BYTES", "Refuse prompt input (stdin and -f files) larger than this many bytes (default 8000000)."),
@@ -82,6 +85,8 @@ FILES: List[Tuple[str, str]] = [
      "Input history of llmcli chat (default ~/.local/share/llmcli; LLMCLI_HOME moves the directory)."),
     ("$XDG_DATA_HOME/llmcli/debug/",
      "Replayable records of failed runs saved by --debug; play them back with llmcli replay FILE."),
+    ("$XDG_DATA_HOME/llmcli/spend.json",
+     "Today's and this month's spend, for budget.daily and budget.monthly (shared by every llmcli process)."),
 ]
 
 PRECEDENCE = ("Settings are resolved in one order: command-line flag, then environment variable, then the "

@@ -28,7 +28,8 @@ def test_json_document(server, llmcli, way):
     doc = json.loads(r.stdout)
     assert doc["content"] == "Hello, wörld 日本"
     assert doc["finish_reason"] == "stop"
-    assert doc["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert doc["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9,
+                            "cost": {"amount": None, "currency": "USD", "source": "unknown"}}
     assert doc["model"] == "test-model"
     assert doc["error"] is None and doc["tool_calls"] == []
     assert isinstance(doc["timing"]["first_token_ms"], int) and doc["timing"]["total_ms"] >= doc["timing"]["first_token_ms"]
@@ -277,6 +278,6 @@ def test_usage_errors_are_one_line(args, message):
 def test_usage_flag_with_and_without_server_usage(server, llmcli):
     server.chat([Reply(pieces=OPENAI_STREAM), Reply(pieces=text_stream("x"))])
     r = llmcli("-u", "q")
-    assert "tokens: in 5, out 4, total 9" in r.stderr
+    assert "tokens: 5 in / 4 out · 9 total · cost unknown ·" in r.stderr
     r = llmcli("-u", "q")
     assert "tokens: not reported by the server;" in r.stderr

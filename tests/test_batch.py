@@ -62,7 +62,8 @@ def test_plain_lines_completion_order_and_ordered(tmp_path, capsys):
         assert sorted(r["index"] for r in recs) == list(range(6))
         assert recs[0]["index"] != 0
         assert {r["content"] for r in recs} == {f"echo:p{i}" for i in range(6)}
-        assert recs[0]["usage"] == USAGE and recs[0]["error"] is None
+        assert recs[0]["usage"] == dict(USAGE, cost={"amount": None, "currency": "USD", "source": "unknown"})
+        assert recs[0]["error"] is None
         assert "6 done (6 ok, 0 failed)" in err
         out2 = tmp_path / "ordered.jsonl"
         code, _, err = run_batch([str(inp), "-o", str(out2), "--base-url", srv.base_url, "-j", "4", "--ordered"],

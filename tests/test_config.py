@@ -302,7 +302,9 @@ LAYERS = {
     "config": ([], {}, {
         "base_url": ("http://config.example/v1", "FILE"),
         "model": ("config-model", "FILE"),
-        "api_key": (redact_key("sk-config-key-0000"), "FILE"),
+        # keys: any environment variable beats a key written in the file (issue 19: flag > env >
+        # api_key_cmd > keyring > config file), the preset's own variable too
+        "api_key": (redact_key("gsk-preset-key-1111"), "GROQ_API_KEY"),
         "connect_timeout": (3.0, "FILE"), "timeout": (30.0, "FILE"), "idle_timeout": (33.0, "FILE"),
     }),
     "env": ([], {"LLMCLI_BASE_URL": "http://env.example/v1", "LLMCLI_MODEL": "env-model",
@@ -360,7 +362,7 @@ def test_the_winning_layer_is_what_the_request_uses(server):
     r = invoke("ask", "-p", "groq", "q", env=env)
     assert r.exit_code == 0, r
     req = server.requests[-1]
-    assert req.headers["Authorization"] == "Bearer sk-config-key-0000"  # config beats the preset's variable
+    assert req.headers["Authorization"] == "Bearer gsk-preset-key-1111"  # the environment beats the file's key
     assert req.json["model"] == "config-model"
     # flags beat env.
     r = invoke("ask", "-p", "groq", "--base-url", server.base_url, "--api-key", "sk-flag-key-3333", "-m", "flag-model",
@@ -492,12 +494,13 @@ def test_openrouter_end_to_end_with_cost_in_usage(server):
     assert req.json["model"] == "openrouter/auto" and req.json["stream_options"] == {"include_usage": True}
     doc = json.loads(r.stdout)
     assert doc["content"] == "Hi there"
-    assert doc["usage"]["cost"] == 0.0001234 and doc["usage"]["total_tokens"] == 15
+    assert doc["usage"]["cost"] == {"amount": 0.0001234, "currency": "USD", "source": "reported"}
+    assert doc["usage"]["total_tokens"] == 15
 
     server.chat(Reply(pieces=text_stream("Hi", usage=usage)))
     r = invoke("ask", "-p", "openrouter", "--base-url", server.base_url, "-u", "q", env=env)
     assert r.exit_code == 0, r
-    assert "cost $0.0001234" in r.stderr
+    assert "$0.00012 (reported)" in r.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_message_streams_answer_with_status_line_and_toolbar(server, chat):
     assert "/help" in start  # the toolbar: where, model, help
     out = repl.say("hi there")
     assert "Hello, wörld" in out
-    assert "tokens: in 3, out 2, total 42" in out
+    assert "tokens: 3 in / 2 out · 42 total · cost unknown" in out
     body = server.requests[0].json
     assert body["messages"] == [{"role": "user", "content": "hi there"}]
     assert body["stream"] is True
@@ -427,3 +427,39 @@ def test_stopped_tool_calls_are_answered_so_the_conversation_stays_valid():
     close_open_tool_calls(messages)
     assert [m.get("tool_call_id") for m in messages[2:]] == ["c1", "c2"]
     assert messages[3]["content"].startswith("error: ")
+
+
+def test_cost_in_the_usage_line_the_toolbar_and_slash_usage(server, chat):
+    """Each answer's cost after it, the session's total in the toolbar, both in /usage (issue 19)."""
+    from llmcli.run.cost import format_usd, turn_cost
+
+    usage = {"prompt_tokens": 3000, "completion_tokens": 1000, "total_tokens": 4000}
+    pieces = [p.replace(b'"test-model"', b'"gpt-4o-mini"') for p in text_stream("priced", usage=usage)]
+    server.chat(Reply(pieces=pieces))
+    one = turn_cost(usage, "gpt-4o-mini").amount
+    repl = chat("-m", "gpt-4o-mini")
+    repl.prompt()
+    out = repl.say("first")
+    assert f"{format_usd(one)} (estimated)" in out
+    repl.say("second")
+    toolbar = repl.expect(re.escape(f"{format_usd(2 * one)} (estimated)"))
+    assert "gpt-4o-mini" in toolbar
+    out = repl.say("/usage")
+    assert f"last answer: 3,000 in / 1,000 out · 4,000 total · {format_usd(one)} (estimated)" in out
+    assert f"conversation (2 answers): 6,000 in / 2,000 out · 8,000 total · {format_usd(2 * one)} (estimated)" in out
+    assert repl.exit() == 0
+
+
+def test_chat_stops_at_its_session_budget_and_keeps_going(server, chat):
+    usage = {"prompt_tokens": 250, "completion_tokens": 50, "total_tokens": 300}
+    server.chat(Reply(pieces=text_stream("ok", usage=usage)))
+    repl = chat("--max-tokens-total", "650", "-o", "max_tokens", "10")
+    repl.prompt()
+    repl.say("one")
+    repl.say("two")
+    out = repl.say("three")
+    assert "llmcli: error: budget reached" in out and "600 tokens in 2 requests" in out
+    assert len(server.requests) == 2
+    out = repl.say("/help")  # the session goes on: commands still work
+    assert "/usage" in out
+    assert repl.exit() == 0

@@ -49,3 +49,46 @@ def test_completion_imports_nothing_heavy():
     proc, names = imported_modules(env=env)
     assert "plain,openrouter" in proc.stdout and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_plain_ask_imports_neither_the_price_table_nor_the_keyring(server):
+    """genai-prices costs ~150 ms and keyring may talk to D-Bus: only the runs that need them load them."""
+    import os
+
+    from localserver import Reply, text_stream
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    server.chat(Reply(pieces=text_stream("hi", usage=usage)))
+    env = dict(os.environ)
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "gpt-4o-mini", "q", env=env)
+    assert proc.returncode == 0 and proc.stdout == "hi\n", proc.stderr[-500:]
+    assert "requests" in names  # the measurement works
+    assert not names & {"genai_prices", "keyring", "pydantic"}, sorted(names & {"genai_prices", "keyring"})
+    # asked for a cost, it is loaded (so the check above can fail)
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "gpt-4o-mini", "-u", "q", env=env)
+    assert proc.returncode == 0 and "genai_prices" in names
+    assert "keyring" not in names
+
+
+def test_keyring_is_imported_only_for_a_key_the_index_puts_there(server, tmp_path):
+    import json
+    import os
+
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    home = tmp_path / "llmcli-home"
+    home.mkdir(exist_ok=True)
+    args = ("ask", "-p", "openrouter", "--base-url", server.base_url, "q")
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"), OPENROUTER_API_KEY="sk-env-0123456789")
+    proc, names = imported_modules(*args, env=env)  # the key from the environment: nothing looked up
+    assert proc.returncode == 0 and "keyring" not in names, proc.stderr[-300:]
+    del env["OPENROUTER_API_KEY"]
+    (home / "keys-index.json").write_text(json.dumps({"openrouter": "file"}))
+    (home / "keys.json").write_text(json.dumps({"openrouter": "sk-file-0123456789"}))
+    proc, names = imported_modules(*args, env=env)
+    assert proc.returncode == 0 and "keyring" not in names, proc.stderr[-300:]
+    (home / "keys-index.json").write_text(json.dumps({"openrouter": "keyring"}))
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    proc, names = imported_modules(*args, env=env)
+    assert "keyring" in names  # the check above can fail

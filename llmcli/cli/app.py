@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..status import ExitStatus
+from .budget import BUDGET_FLAG_NAMES, budget_options
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -18,7 +19,8 @@ Exit codes:
   2    usage error
   3    config or input error
   4    HTTP error (non-2xx, or a 200 whose JSON body is an error)
-  5    stream error (in-stream error, malformed or truncated stream, tool-round limit)
+  5    stream error (in-stream error, malformed or truncated stream, tool-round limit), or a
+       budget (--max-cost, --max-tokens-total, budget.daily) stopped the run before a request
   6    network error (connect failure, timeout, reset)
   8    llmcli batch: some items failed (each has an error record in the output)
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
@@ -143,7 +145,7 @@ FLAG_NAMES = (
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
     "functions", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug", "max_input_bytes",
-)
+) + BUDGET_FLAG_NAMES
 
 
 def settings_from_params(params: dict, need_provider: bool = True):
@@ -189,6 +191,7 @@ def cli():
 @click.argument("prompt", nargs=-1)
 @connection_options
 @request_options
+@budget_options
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file to the message, headed by its name ('-' reads stdin). Repeatable.")
 @click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
@@ -419,6 +422,7 @@ def _silence_stdout():
 @click.argument("message", nargs=-1)
 @connection_options
 @request_options
+@budget_options
 @click.option("--vi", "vi_mode", is_flag=True, default=None, help="Vi editing keys (default: emacs; config chat.vi_mode).")
 @click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
               help="Show reasoning dimmed (toggle in the REPL with /reasoning).  [default: on]")
@@ -686,3 +690,7 @@ def replay(file, json_output, jsonl_output):
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+
+from .keys import keys_group  # noqa: E402 (issue 19; imports nothing heavy)
+
+cli.add_command(keys_group)

@@ -62,6 +62,7 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "max_event_bytes", "debug", "ca_bundle", "local",
+    "budget",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -69,6 +70,7 @@ KNOWN_PROVIDER_KEYS = {
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
+KNOWN_BUDGET_KEYS = {"max_cost", "max_tokens_total", "daily", "monthly"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
 
 
@@ -114,6 +116,10 @@ class Settings:
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
+    # Budgets (llmcli/run/budget.py): per ask run, or per chat session; daily/monthly across processes.
+    max_cost: Optional[float] = None  # USD
+    max_tokens_total: Optional[int] = None
+    spend_caps: Tuple[Tuple[str, float], ...] = ()  # ("daily", 2.0), ("monthly", 20.0)
     local: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
     model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
@@ -224,6 +230,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
             mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    if "budget" in data:
+        check(data["budget"] or {}, KNOWN_BUDGET_KEYS, "budget")
     _check_values(data, path)
     return warnings
 
@@ -300,6 +308,19 @@ def _float(value, name, source):
         raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
     if result > MAX_SECONDS:
         raise ConfigError(f"{name} must be at most {MAX_SECONDS:.0f} s (a week), got {value!r} (from {source})")
+    return result
+
+
+def _money(value, name, source):
+    """A budget in US dollars: a number above 0 (a string like "$2" is an error, not 0)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an amount in US dollars, got {value!r} (from {source})")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an amount in US dollars, got {value!r} (from {source})")
+    if not result > 0 or result == float("inf"):
+        raise ConfigError(f"{name} must be greater than 0, got {value!r} (from {source})")
     return result
 
 
@@ -454,21 +475,34 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         base_url = normalise_base_url(base_url, sources["base_url"])
 
     # -- API key -------------------------------------------------------------------------------
+    # flag > environment (LLMCLI_API_KEY, the provider's api_key_env, the preset's variable) > api_key_cmd >
+    # a key stored by `llmcli keys set PROVIDER` (keyring or its 0600 file) > api_key in the config file.
     api_key = None
+    key_env_names = ["LLMCLI_API_KEY"]
+    if prov_cfg.get("api_key_env"):
+        key_env_names.append(str(prov_cfg["api_key_env"]))
+    if preset and preset.key_env:
+        key_env_names.append(preset.key_env)
     if flags.get("api_key"):
         api_key, sources["api_key"] = flags["api_key"], "--api-key flag"
-    elif env.get("LLMCLI_API_KEY"):
-        api_key, sources["api_key"] = env["LLMCLI_API_KEY"], "LLMCLI_API_KEY"
-    elif prov_cfg.get("api_key"):
-        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
-    elif prov_cfg.get("api_key_env"):
-        name = str(prov_cfg["api_key_env"])
-        if env.get(name):
+    for name in key_env_names:
+        if api_key is None and env.get(name):
             api_key, sources["api_key"] = env[name], name
-    elif prov_cfg.get("api_key_cmd"):
+    if api_key is None and prov_cfg.get("api_key_cmd"):
         api_key, sources["api_key"] = run_key_command(str(prov_cfg["api_key_cmd"]), provider), "api_key_cmd"
-    if api_key is None and preset and preset.key_env and env.get(preset.key_env):
-        api_key, sources["api_key"] = env[preset.key_env], preset.key_env
+    if api_key is None and provider and provider != LOCAL_PROVIDER:
+        from .keys import stored_key
+
+        found = stored_key(provider, home_dir(env))
+        if found is not None:
+            api_key, sources["api_key"] = found[0], f"llmcli keys: {found[1]}"
+    if api_key is None and prov_cfg.get("api_key"):
+        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
+    if api_key is None and provider != LOCAL_PROVIDER:
+        # config show then says where it looked, in order
+        looked = ["--api-key"] + key_env_names + (["api_key_cmd"] if prov_cfg.get("api_key_cmd") else []) \
+            + ([f"llmcli keys ({provider})", "config file"] if provider else [])
+        sources["api_key"] = "not set; looked in " + " > ".join(looked)
 
     # -- model ---------------------------------------------------------------------------------
     if not model:
@@ -553,6 +587,14 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
 
+    # -- budgets -------------------------------------------------------------------------------
+    budget_cfg = data.get("budget") or {}
+    max_cost = pick("max_cost", "LLMCLI_MAX_COST", budget_cfg.get("max_cost"), None, _money, "max_cost")
+    max_tokens_total = pick("max_tokens_total", "LLMCLI_MAX_TOKENS_TOTAL", budget_cfg.get("max_tokens_total"), None,
+                            lambda v, n, s: _int(v, n, s, 1), "max_tokens_total")
+    spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
+                       for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
+
     debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", ""))
                  or strict_bool(data.get("debug"), f"debug (in {path})"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
@@ -600,6 +642,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         max_input_bytes=max_input,
         max_event_bytes=max_event,
         chat=tuple((data.get("chat") or {}).items()),
+        max_cost=max_cost,
+        max_tokens_total=max_tokens_total,
+        spend_caps=spend_caps,
         local=tuple(local_cfg.items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
         model_names=tuple(dict.fromkeys(model_names)),
@@ -693,6 +738,14 @@ CONFIG_TEMPLATE = """\
 #     allow_private: false             # let web_fetch reach private/loopback addresses
 #     max_chars: 20000
 
+# budget:               # stop before a request that could pass a limit (exit 5)
+#   max_cost: 0.50      # US dollars per ask run / chat session (--max-cost)
+#   max_tokens_total: 200000
+#   daily: 2.00         # across every llmcli process (spend.json in the data dir)
+#   monthly: 20.00
+
+# API keys are best kept out of this file: llmcli keys set PROVIDER (the OS keyring).
+
 # chat:
 #   vi_mode: false
 #   show_reasoning: true
@@ -737,5 +790,7 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
         ("confirm_tools", s.confirm_tools, "config/flags"),
         ("allow_private_urls", s.allow_private_urls, "config/flags"),
-    ]
+        ("max_cost", s.max_cost, s.source_of("max_cost")),
+        ("max_tokens_total", s.max_tokens_total, s.source_of("max_tokens_total")),
+    ] + [(f"budget.{period}", amount, "config file") for period, amount in s.spend_caps]
     return rows

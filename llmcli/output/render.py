@@ -83,18 +83,40 @@ class Diagnostics:
             result = f"{len(activity.output or ''):,} chars"
         self._line(f"[tool] {call.name}({describe_arguments(call)}) → {result} ({activity.seconds:.1f} s)", DIM)
 
-    def usage(self, usage: Optional[dict], timing: dict):
+    def usage(self, usage: Optional[dict], timing: dict, cost=None):
+        """`tokens: 1,234 in / 567 out · $0.0041 (estimated) · 1.2 s` (cost: a run.cost.Cost, or None)."""
+        seconds = f"{timing['total_ms'] / 1000:.1f} s"
         if not usage:
-            self.note(f"tokens: not reported by the server; {timing['total_ms'] / 1000:.1f} s")
+            self.note(f"tokens: not reported by the server; cost unknown; {seconds}")
             return
-        parts = []
-        for key, label in (("prompt_tokens", "in"), ("completion_tokens", "out"), ("total_tokens", "total")):
-            if isinstance(usage.get(key), (int, float)):
-                parts.append(f"{label} {usage[key]:,}")
-        if usage.get("cost") is not None:
-            parts.append(f"cost ${usage['cost']}")
-        parts.append(f"{timing['total_ms'] / 1000:.1f} s")
-        self.note("tokens: " + ", ".join(parts))
+        self.note("tokens: " + " · ".join(usage_parts(usage, cost) + [seconds]))
+
+
+def usage_parts(usage: dict, cost=None) -> list:
+    """The pieces of a usage line: tokens in/out (cached and reasoning when reported), total, cost."""
+
+    def count(key, details=None, sub=None):
+        value = usage.get(key) if details is None else (usage.get(details) or {}).get(sub)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    tokens = []
+    for key, label, details, sub, sub_label in (
+            ("prompt_tokens", "in", "prompt_tokens_details", "cached_tokens", "cached"),
+            ("completion_tokens", "out", "completion_tokens_details", "reasoning_tokens", "reasoning")):
+        n = count(key)
+        if n is None:
+            continue
+        extra = count(None, details, sub)
+        tokens.append(f"{n:,} {label}" + (f" ({extra:,} {sub_label})" if extra else ""))
+    parts = [" / ".join(tokens)] if tokens else []
+    total = count("total_tokens")
+    if total is not None:
+        parts.append(f"{total:,} total")
+    if cost is not None:
+        parts.append(cost.shown())
+    elif count("cost") is not None:
+        parts.append(f"${usage['cost']} (reported)")
+    return parts
 
 
 _C1 = re.compile("[\x7f-\x9f]")
@@ -130,7 +152,24 @@ def finish_warnings(run) -> list:
 def error_dict(error: Optional[LLMCliError]) -> Optional[dict]:
     if error is None:
         return None
-    return {"type": error.type_name, "message": str(error)}
+    out = {"type": error.type_name, "message": str(error)}
+    spent = getattr(error, "spent", None)
+    if spent is not None:  # BudgetExceeded: what the run (or chat session) had spent when it stopped
+        out["spent"] = spent
+    return out
+
+
+def run_usage(run) -> Optional[dict]:
+    """The run's usage with `cost` as {amount, currency, source} (the server's number, when it sent one, is
+    the amount with source "reported"); None when the server reported no usage."""
+    usage = run.usage
+    if not usage:
+        return None
+    usage = dict(usage)
+    cost = getattr(run, "cost", None)
+    if cost is not None:
+        usage["cost"] = cost.to_dict()
+    return usage
 
 
 def run_document(run, error: Optional[LLMCliError]) -> dict:
@@ -141,7 +180,7 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
         "refusal": "".join(run.refusal_parts) or None,
         "finish_reason": run.finish_reason,
         "tool_calls": run.tool_calls_summary(),
-        "usage": run.usage,
+        "usage": run_usage(run),
         "timing": run.timing(),
         "error": error_dict(error),
     }
@@ -268,7 +307,7 @@ class TextRenderer(_Renderer):
         self.out.flush()
         self._finish_warnings(run)
         if self.show_usage:
-            self.diag.usage(run.usage, run.timing())
+            self.diag.usage(run.usage, run.timing(), getattr(run, "cost", None) if run.usage else None)
 
 
 class JSONRenderer(_Renderer):
@@ -324,4 +363,4 @@ class JSONLRenderer(_Renderer):
             self._emit({"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
                         "timing": doc["timing"], "model": doc["model"]})
         else:
-            self._emit({"type": "error", "error": doc["error"], "timing": doc["timing"]})
+            self._emit({"type": "error", "error": doc["error"], "usage": doc["usage"], "timing": doc["timing"]})

@@ -29,7 +29,7 @@ from ..config.settings import Settings, parse_option_value
 from ..errors import Interrupted, LLMCliError, UsageError
 from ..prompt.history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
                       read_file_bytes, with_system_prompt)
-from ..output.render import Diagnostics, TextRenderer, color_enabled
+from ..output.render import Diagnostics, TextRenderer, color_enabled, usage_parts
 from ..run.runner import isatty
 from ..status import ExitStatus
 
@@ -100,14 +100,10 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _format_usage(usage: Optional[dict]) -> str:
+def _format_usage(usage: Optional[dict], cost=None) -> str:
     if not usage:
         return "not reported"
-    parts = []
-    for key, label in (("prompt_tokens", "in"), ("completion_tokens", "out"), ("total_tokens", "total")):
-        if isinstance(usage.get(key), (int, float)):
-            parts.append(f"{label} {usage[key]:,}")
-    return ", ".join(parts) or "not reported"
+    return " · ".join(usage_parts(usage, cost)) or "not reported"
 
 
 class ChatSession:
@@ -122,8 +118,14 @@ class ChatSession:
         self.answers = 0
         self.last_usage: Optional[dict] = None  # the last answer's (summed over its tool rounds)
         self.usages: List[dict] = []  # every answer's, for /usage totals
+        self.last_cost = None  # run.cost.Cost of the last answer, and of every answer
+        self.costs: list = []
         self.context_tokens: Optional[int] = None  # total_tokens of the last request: the conversation's size
         self.server_model: Optional[str] = None
+        # --max-cost / --max-tokens-total / config budget: for the whole session, every answer counted
+        from ..run.runner import make_budget
+
+        self.budget = make_budget(settings)
 
     # -- lines --------------------------------------------------------------------------------
     def submit(self, line: str) -> Outcome:
@@ -161,6 +163,8 @@ class ChatSession:
             self.answers += 1
             self.last_usage = run.usage
             self.usages.append(run.usage)
+            self.last_cost = run.cost
+            self.costs.append(self.last_cost)
             total = run.usages[-1].get("total_tokens")
             if isinstance(total, int):
                 self.context_tokens = total
@@ -325,9 +329,15 @@ class ChatSession:
         if not self.usages:
             return Outcome("no usage reported yet")
         total = sum_usage(self.usages)
-        return Outcome(f"last answer: {_format_usage(self.last_usage)}\n"
+        return Outcome(f"last answer: {_format_usage(self.last_usage, self.last_cost)}\n"
                        f"conversation ({self.answers} answer{'s' if self.answers != 1 else ''}): "
-                       f"{_format_usage(total)}")
+                       f"{_format_usage(total, self.session_cost())}")
+
+    def session_cost(self):
+        """Every answer's cost added up (unknown if one of them is)."""
+        from ..run.cost import sum_costs
+
+        return sum_costs(self.costs) if self.costs else None
 
     def _cmd_reasoning(self, arg):
         if arg.lower() in ("on", "off"):
@@ -348,6 +358,9 @@ class ChatSession:
         parts = [f"{where}/{model}"]
         if self.context_tokens is not None:
             parts.append(f"{self.context_tokens:,} tokens")
+        cost = self.session_cost()
+        if cost is not None:
+            parts.append(cost.shown())
         if s.tools:
             parts.append("tools: " + ",".join(s.tools))
         if self.pending_files:
@@ -466,7 +479,7 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
                             raw=getattr(session, "raw", False))
-    wiring = RunWiring(settings, session.messages, diag, err)
+    wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget)
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)

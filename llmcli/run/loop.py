@@ -125,6 +125,7 @@ class ChatRun:
         confirm: Optional[Callable[[ToolCall], str]] = None,
         stream: bool = True,
         approval=None,
+        budget=None,
     ):
         self.transport = transport
         self.settings = settings
@@ -135,6 +136,8 @@ class ChatRun:
         # The approval policy (llmcli.tools.approval); without one, the old rule: ask only when a
         # confirm callback is given (--confirm-tools), else allow.
         self.approval = approval
+        # llmcli.run.budget.Budget: checked before every request; shared by a chat session's runs.
+        self.budget = budget
         self.pending_warnings: List[str] = []
         self.stream = stream
         self.max_rounds = settings.max_tool_rounds
@@ -145,6 +148,7 @@ class ChatRun:
         self.refusal_parts: List[str] = []
         self.tool_activity: List[ToolActivity] = []
         self.usages: List[dict] = []
+        self.usage_models: List[Optional[str]] = []  # the model each entry of `usages` came from
         self.finish_reason: Optional[str] = None
         self.model: Optional[str] = settings.model
         self.started = time.monotonic()
@@ -152,6 +156,7 @@ class ChatRun:
         self.ended_at: Optional[float] = None
         self.current_turn_text: List[str] = []
         self.unexecuted_calls: List[ToolCall] = []
+        self.requests_sent = 0
         self._always_allowed = False
 
     # -- state -------------------------------------------------------------------------------
@@ -166,6 +171,24 @@ class ChatRun:
     @property
     def usage(self) -> Optional[dict]:
         return sum_usage(self.usages)
+
+    def turn_costs(self) -> list:
+        """The cost of each request that reported usage (run.cost.Cost values; priced lazily)."""
+        from .cost import run_costs
+
+        return run_costs(self.usages, self.usage_models, self.settings.provider, self.settings.base_url)
+
+    @property
+    def cost(self):
+        """What the whole run cost (`Cost`: amount, currency, source reported|estimated|unknown).
+
+        Computed when asked for, so a run nobody asks the price of never imports the price table; a
+        request that reported no usage makes the total unknown."""
+        from .cost import UNKNOWN, sum_costs
+
+        if self.requests_sent > len(self.usages):
+            return UNKNOWN
+        return sum_costs(self.turn_costs())
 
     def tool_calls_summary(self) -> List[dict]:
         """Every tool call of the run for `--json`: the ones run, then the ones left unexecuted."""
@@ -197,6 +220,8 @@ class ChatRun:
                 self.messages.append(turn.assistant_message())
                 self.current_turn_text = []  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
+                while self.pending_warnings:
+                    yield RunWarning(self.pending_warnings.pop(0))
                 if not calls:
                     return
                 if not self.tools:
@@ -244,11 +269,19 @@ class ChatRun:
             body["tool_choice"] = "auto"
         exchange = None
         self.current_turn_text = []
-        for item in self.transport.open(body):
-            if isinstance(item, Retrying):
-                yield item
-            else:
-                exchange = item
+        if self.budget is not None:
+            self.budget.before_request(body)  # BudgetExceeded: this request is not sent
+        try:
+            for item in self.transport.open(body):
+                if isinstance(item, Retrying):
+                    yield item
+                else:
+                    exchange = item
+        except BaseException:
+            if self.budget is not None:
+                self.budget.abandon()
+            raise
+        self.requests_sent += 1
         try:
             try:
                 for ev in exchange.events():
@@ -268,17 +301,38 @@ class ChatRun:
             except LLMCliError:
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)
+                self._count_spend(body, partial)
+                raise
+            except BaseException:  # Ctrl-C: what arrived still counts
+                self._count_spend(body, None)
                 raise
             self._note_turn(turn)
+            self._count_spend(body, turn)
+            if turn.finish_reason == "length" and self.budget is not None and self.budget.output_limit_set:
+                self.pending_warnings.append(
+                    f"the budget limited this answer to {self.budget.output_limit_set:,} output tokens "
+                    "(what --max-cost/--max-tokens-total still allowed)")
             return turn
         finally:
             exchange.close()
 
+    def _count_spend(self, body: dict, turn: Optional[TurnResult]) -> None:
+        if self.budget is None:
+            return
+        usage = turn.usage if turn is not None else None
+        cost = None
+        if self.budget.needs_prices and usage:
+            from .cost import turn_cost
+
+            cost = turn_cost(usage, turn.model or self.settings.model, self.settings.provider, self.settings.base_url)
+        self.budget.after_request(body, usage, cost, "".join(self.current_turn_text))
+
     def _note_turn(self, turn: TurnResult):
-        if turn.usage:
-            self.usages.append(turn.usage)
         if turn.model:
             self.model = turn.model
+        if turn.usage:
+            self.usages.append(turn.usage)
+            self.usage_models.append(turn.model or self.settings.model)
         if turn.finish_reason:
             self.finish_reason = turn.finish_reason
 

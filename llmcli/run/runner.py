@@ -60,6 +60,15 @@ def enabled_tools(settings):
     return tools
 
 
+def make_budget(settings):
+    """--max-cost / --max-tokens-total / budget: in the config, or None (nothing is imported then)."""
+    if settings.max_cost is None and settings.max_tokens_total is None and not settings.spend_caps:
+        return None
+    from .budget import Budget
+
+    return Budget(settings)
+
+
 def make_approval(settings):
     from ..tools.approval import ApprovalPolicy
 
@@ -124,7 +133,8 @@ def isatty(stream) -> bool:
 class RunWiring:
     """Everything one ChatRun needs, built from settings; keeps the debug recorder for afterwards."""
 
-    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None):
+    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None, budget=None):
+        """`budget`: a chat session's (shared by its runs); by default one for this run from the settings."""
         self.settings = settings
         self.diag = diag
         self.recorder = None
@@ -144,7 +154,8 @@ class RunWiring:
         self.run = ChatRun(transport, settings, messages, tools=tools,
                            tool_settings=make_tool_settings(settings) if tools else None,
                            confirm=confirm, stream=stream,
-                           approval=make_approval(settings) if tools else None)
+                           approval=make_approval(settings) if tools else None,
+                           budget=budget if budget is not None else make_budget(settings))
 
     def drive(self, renderer) -> Tuple[Optional[LLMCliError], Optional[KeyboardInterrupt]]:
         """Stream the run into the renderer; returns (error, interrupt). The stream is always closed."""

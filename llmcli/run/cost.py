@@ -1,0 +1,186 @@
+"""What a run cost: reported by the server, estimated from a maintained price table, or unknown.
+
+`usage.cost` from the server (OpenRouter and a few others send it) is the exact amount (`reported`).
+Otherwise the usage numbers are priced by the `genai-prices` package (pydantic's maintained table of
+provider prices; `pip install 'llmcli[cost]'`) as that package prices them — its own usage extractor for
+the provider's chat-completions shape maps cached input (`prompt_tokens_details.cached_tokens`) and
+reasoning tokens (`completion_tokens_details.reasoning_tokens`), and its `calc_price` applies the
+provider's rates (`estimated`). A model the table does not know, a self-hosted server, or a turn with no
+usage is `unknown`: never 0.
+
+genai-prices costs ~150 ms to import (pydantic, a 30,000-line table), so it is imported only when a cost
+is asked for (`-u`, `--json`, `--jsonl`, chat, a budget): a plain `ask` never loads it
+(tests/test_startup.py).
+"""
+
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+CURRENCY = "USD"
+
+# llmcli provider names whose servers run on the user's own machine: their tokens cost nothing the
+# table can know (and a local model called "gpt-oss" must not be priced as OpenAI's).
+SELF_HOSTED = {"local", "ollama", "llamacpp", "vllm", "lmstudio"}
+
+# llmcli preset names that genai-prices spells differently (the rest are the same ids).
+PROVIDER_IDS = {"gemini": "google"}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An amount in `currency`, and where it came from: reported | estimated | unknown (amount None)."""
+
+    amount: Optional[float]
+    source: str
+    currency: str = CURRENCY
+
+    @property
+    def known(self) -> bool:
+        return self.amount is not None
+
+    def to_dict(self) -> dict:
+        return {"amount": self.amount, "currency": self.currency, "source": self.source}
+
+    def shown(self) -> str:
+        """`$0.0041 (estimated)`, `$0.000123 (reported)`, `cost unknown`."""
+        if self.amount is None:
+            return "cost unknown"
+        return f"{format_usd(self.amount)} ({self.source})"
+
+
+UNKNOWN = Cost(None, "unknown")
+
+
+def format_usd(amount: float) -> str:
+    """Dollars to two significant digits (at least cents): $1.23, $0.50, $0.0041, $0.000012."""
+    import math
+
+    if amount <= 0 or amount >= 1:
+        return f"${amount:,.2f}"
+    decimals = max(2, 1 - math.floor(math.log10(amount)))
+    return f"${amount:.{decimals}f}"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def reported_cost(usage: Optional[dict]) -> Optional[Cost]:
+    if usage and _number(usage.get("cost")) and usage["cost"] >= 0:
+        return Cost(float(usage["cost"]), "reported")
+    return None
+
+
+def turn_cost(usage: Optional[dict], model: Optional[str], provider: Optional[str] = None,
+              base_url: Optional[str] = None) -> Cost:
+    """The cost of one request from its `usage` object."""
+    reported = reported_cost(usage)
+    if reported is not None:
+        return reported
+    if not usage or not model or not _number(usage.get("prompt_tokens")):
+        return UNKNOWN
+    calc = price_calculation(usage, model, provider, base_url)
+    if calc is None:
+        return UNKNOWN
+    return Cost(float(calc.total_price), "estimated")
+
+
+def sum_costs(costs: Iterable[Cost]) -> Cost:
+    """Several requests: unknown if any is unknown (or there are none), reported only if all were."""
+    costs = list(costs)
+    if not costs or any(c.amount is None for c in costs):
+        return UNKNOWN
+    source = "reported" if all(c.source == "reported" for c in costs) else "estimated"
+    return Cost(sum(c.amount for c in costs), source)
+
+
+# --------------------------------------------------------------------------------------------
+# genai-prices
+
+
+def _genai():
+    try:
+        import genai_prices
+        from genai_prices import data_snapshot
+    except ImportError:
+        return None, None
+    return genai_prices, data_snapshot.get_snapshot()
+
+
+def _find_provider(snapshot, provider: Optional[str], base_url: Optional[str]):
+    """The table's provider: by the API URL first, then by llmcli's provider name; None to match by model."""
+    if base_url:
+        try:
+            return snapshot.find_provider(None, None, base_url)
+        except LookupError:
+            pass
+    if provider:
+        try:
+            return snapshot.find_provider(None, PROVIDER_IDS.get(provider, provider), None)
+        except LookupError:
+            pass
+    return None
+
+
+def price_usage(usage: dict, model: str, snapshot, table_provider):
+    """`usage` (chat-completions shape) as a genai_prices Usage, read by the package's own extractor."""
+    data = {"model": model, "usage": _clean(usage)}
+    for prov in (table_provider, _find_provider(snapshot, "openai", None)):
+        if prov is None or not prov.extractors:
+            continue
+        try:
+            return prov.extract_usage(data, api_flavor="chat")[1]
+        except (ValueError, TypeError, LookupError):
+            continue
+    return None
+
+
+def _clean(usage: dict) -> dict:
+    """Drop nulls (`prompt_tokens_details: null`), which the extractors take for malformed data."""
+    out = {}
+    for key, value in usage.items():
+        if isinstance(value, dict):
+            out[key] = _clean(value)
+        elif value is not None and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def price_calculation(usage: dict, model: str, provider: Optional[str] = None, base_url: Optional[str] = None):
+    """genai-prices' PriceCalculation for this usage, or None (package missing, model or provider unknown)."""
+    if provider in SELF_HOSTED:
+        return None
+    genai_prices, snapshot = _genai()
+    if genai_prices is None:
+        return None
+    table_provider = _find_provider(snapshot, provider, base_url)
+    priced = price_usage(usage, model, snapshot, table_provider)
+    if priced is None:
+        return None
+    try:
+        if table_provider is not None:
+            return genai_prices.calc_price(priced, model, provider_id=table_provider.id)
+        return genai_prices.calc_price(priced, model)
+    except (LookupError, ValueError, TypeError, ArithmeticError):
+        return None
+
+
+def token_prices(model: Optional[str], provider: Optional[str] = None,
+                 base_url: Optional[str] = None) -> Optional[Tuple[float, float]]:
+    """(USD per input token, USD per output token) for the budget's worst case, or None when unknown.
+
+    Read off genai-prices' own calculation for one million tokens each way, so tiered and dated prices
+    come out as the package applies them now.
+    """
+    if not model:
+        return None
+    million = 1_000_000
+    inp = price_calculation({"prompt_tokens": million, "completion_tokens": 0}, model, provider, base_url)
+    out = price_calculation({"prompt_tokens": 0, "completion_tokens": million}, model, provider, base_url)
+    if inp is None or out is None:
+        return None
+    return float(inp.total_price) / million, float(out.total_price) / million
+
+
+def run_costs(usages: List[dict], models: List[Optional[str]], provider, base_url) -> List[Cost]:
+    return [turn_cost(u, m, provider, base_url) for u, m in zip(usages, models)]
