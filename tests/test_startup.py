@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient")
+HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "jsonschema")
 
 
 def imported_modules(*args, env=None):

@@ -127,6 +127,8 @@ class ChatRun:
         self.current_turn_text: List[str] = []
         self.unexecuted_calls: List[ToolCall] = []
         self._always_allowed = False
+        # A last word on each request body (run/structured.py sets response_format through it).
+        self.body_hook: Optional[Callable[[dict], dict]] = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -210,6 +212,8 @@ class ChatRun:
             # request only: repeated after the results, it makes the model call again on every round,
             # so the run could only end at --max-tool-rounds. Afterwards the model may answer.
             body["tool_choice"] = "auto"
+        if self.body_hook is not None:
+            body = self.body_hook(body)
         exchange = None
         self.current_turn_text = []
         for item in self.transport.open(body):
