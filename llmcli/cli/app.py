@@ -10,7 +10,7 @@ import sys
 import click
 
 from ..status import ExitStatus
-from .scripting import plan_from_params, scripting_options  # --schema, -x (imports nothing heavy)
+from .scripting import apply_templates, plan_from_params, scripting_options, template_options  # nothing heavy
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -205,6 +205,7 @@ def cli():
               help="On a terminal, print the answer's control characters as they are (by default escape "
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
 @scripting_options
+@template_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -217,6 +218,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
+    prompt, no_stdin = apply_templates(params, prompt, files, no_stdin)  # -t: flags win (cli/scripting.py)
     plan = plan_from_params(params)
     settings = settings_from_params(params)
     messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
@@ -685,6 +687,8 @@ def replay(file, json_output, jsonl_output):
     run_ask(settings, messages, mode, transport=ReplayTransport(settings, body, headers))
 
 
+from .templates import templates_group  # noqa: E402
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+cli.add_command(templates_group)

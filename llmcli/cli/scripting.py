@@ -1,12 +1,15 @@
-"""`ask`'s options for output a script can trust (issue 16): --schema/--schema-multi, -x/--extract.
+"""`ask`'s options for output a script can trust (issue 16): --schema/--schema-multi, -x/--extract,
+and the template options -t/-v/--save-template (`template_options`, `apply_templates`).
 
 `scripting_options` adds the options to `ask` with one decorator; `plan_from_params` turns them into a
 `ScriptPlan`, which `run_ask` asks for a renderer and lets wrap the run. The logic lives below:
 llmcli/run/structured.py (the request ladder and validation) and llmcli/run/extract.py.
 """
 
+import json
 import os
 import re
+import sys
 
 import click
 
@@ -124,3 +127,133 @@ def plan_from_params(params: dict) -> ScriptPlan:
         raise UsageError("--schema and -x/--extract cannot be used together")
     schema = load_checked_schema(schema_value, multi) if schema_value is not None else None
     return ScriptPlan(schema, extract, last, lang)
+
+
+def template_options(f):
+    options = [
+        click.option("-t", "--template", "templates", multiple=True, metavar="NAME|FILE",
+                     help="Use a template (a name from 'llmcli templates list', or a .yaml/.md file). Repeatable: "
+                          "later templates override earlier ones; flags override all."),
+        click.option("-v", "--var", "variables", type=(str, str), multiple=True, metavar="NAME VALUE",
+                     help="Fill $NAME in the template. Repeatable."),
+        click.option("--save-template", "save_template", metavar="NAME",
+                     help="Save the current flags (and prompt words) as template NAME, then exit."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def templates_directory(config_flag=None) -> str:
+    from ..config.settings import config_path
+    from ..prompt.templates import templates_dir
+
+    return templates_dir(config_path(os.environ, config_flag))
+
+
+def _warn(message: str) -> None:
+    click.echo(f"llmcli: warning: {message}", err=True)
+
+
+def _read_input(prompt_words, files, no_stdin) -> str:
+    """$input: piped stdin (unless -f - takes it, or --no-stdin), then the prompt words."""
+    from ..prompt.history import decode_input
+    from ..run.runner import isatty
+
+    parts = []
+    stdin = sys.stdin
+    if "-" not in files and not no_stdin and stdin is not None and not isatty(stdin):
+        buf = getattr(stdin, "buffer", None)
+        data = buf.read() if buf is not None else stdin.read().encode("utf-8")
+        warnings = []
+        text = decode_input(data, "stdin", warnings)
+        for w in warnings:
+            _warn(w)
+        if text.strip():
+            parts.append(text.rstrip("\n"))
+    if prompt_words:
+        parts.append(" ".join(prompt_words))
+    return "\n\n".join(parts) if parts else None
+
+
+def apply_templates(params: dict, prompt_words, files, no_stdin):
+    """Fold -t templates into ask's params (flags win) and return (prompt words, no_stdin).
+
+    With --save-template, write the template and exit instead.
+    """
+    from ..prompt.templates import compose, load_template, render
+
+    names = params.pop("templates", ()) or ()
+    variables = dict(params.pop("variables", ()) or ())
+    save_name = params.pop("save_template", None)
+    directory = templates_directory(params.get("config"))
+    loaded = [load_template(name, directory) for name in names]
+    for t in loaded:
+        for w in t.warnings:
+            _warn(w)
+    composed = compose(loaded)
+    if save_name:
+        _save(save_name, composed, params, prompt_words, directory)
+        raise click.exceptions.Exit(0)
+    if not loaded:
+        return prompt_words, no_stdin
+    for key in ("model", "provider"):
+        if params.get(key) is None and composed.get(key):
+            params[key] = str(composed[key])
+    options = tuple((str(k), json.dumps(v)) for k, v in (composed.get("options") or {}).items())
+    params["options"] = options + tuple(params.get("options") or ())  # later pairs (the flags) win
+    if composed.get("tools") and not params.get("no_tools"):
+        params["tools"] = tuple(dict.fromkeys(list(composed["tools"]) + list(params.get("tools") or ())))
+    if params.get("schema") is None and composed.get("schema") is not None:
+        params["schema"] = composed["schema"]
+        params["schema_multi"] = params.get("schema_multi") or bool(composed.get("schema_multi"))
+    extract = composed.get("extract")
+    if extract and params.get("schema") is None and not (params.get("extract") or params.get("extract_last")):
+        if extract == "last":
+            params["extract_last"] = True
+        else:
+            params["extract"] = True
+            if isinstance(extract, str) and extract not in ("first", "true"):
+                params["extract_lang"] = params.get("extract_lang") or extract
+    what = "template " + " + ".join(t.name for t in loaded)
+    user_input = _read_input(prompt_words, files, no_stdin) if composed.get("prompt") is not None else None
+    system, prompt = render(composed, variables, user_input, what)
+    if params.get("system") is None and system is not None:
+        params["system"] = system
+    if prompt is None:
+        return prompt_words, no_stdin
+    return (prompt,), True
+
+
+def _save(name, composed, params, prompt_words, directory):
+    from ..config.settings import parse_option_value
+    from ..errors import UsageError
+    from ..prompt.templates import dump_template, looks_like_path
+
+    if looks_like_path(name) or not name.strip() or name.startswith("."):
+        raise UsageError(f"--save-template takes a name, not a path: {name!r}")
+    data = dict(composed)
+    for key in ("system", "model", "provider"):
+        if params.get(key) is not None:
+            data[key] = params[key]
+    if params.get("options"):
+        data["options"] = {**(data.get("options") or {}),
+                           **{k: parse_option_value(v) for k, v in params["options"]}}
+    if params.get("tools"):
+        data["tools"] = list(dict.fromkeys(list(data.get("tools") or []) + list(params["tools"])))
+    if params.get("schema") is not None:
+        data["schema"] = params["schema"]
+        data["schema_multi"] = bool(params.get("schema_multi"))
+    if params.get("extract_last"):
+        data["extract"] = "last"
+    elif params.get("extract_lang"):
+        data["extract"] = params["extract_lang"]
+    elif params.get("extract"):
+        data["extract"] = True
+    if prompt_words:
+        data["prompt"] = " ".join(prompt_words)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name + ".yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(dump_template(data))
+    click.echo(path)
