@@ -688,7 +688,9 @@ def replay(file, json_output, jsonl_output):
 
 
 from .templates import templates_group  # noqa: E402
+from .doctor import doctor_command  # noqa: E402
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
 cli.add_command(templates_group)
+cli.add_command(doctor_command)

@@ -63,7 +63,7 @@ KNOWN_TOP_KEYS = {
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts",
+    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
@@ -111,6 +111,8 @@ class Settings:
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
     local: Tuple[Tuple[str, Any], ...] = ()
+    # What `llmcli doctor --save` found about the provider (response_format mode, tools, usage …).
+    capabilities: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
     model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
     config_path: Optional[str] = None
@@ -210,7 +212,7 @@ def _check_keys(data: dict, path: str) -> List[str]:
         mapping(data.get(section), section)
     for name, prov in (data.get("providers") or {}).items():
         check(prov or {}, KNOWN_PROVIDER_KEYS, f"providers.{name}")
-        for section in ("headers", "options", "timeouts"):
+        for section in ("headers", "options", "timeouts", "capabilities"):
             mapping((prov or {}).get(section), f"providers.{name}.{section}")
     if "timeouts" in data:
         check(data["timeouts"] or {}, KNOWN_TIMEOUT_KEYS, "timeouts")
@@ -542,6 +544,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),
+        capabilities=tuple((prov_cfg.get("capabilities") or {}).items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
         model_names=tuple(dict.fromkeys(model_names)),
         config_path=path,
