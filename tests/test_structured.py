@@ -162,6 +162,10 @@ def test_rejection_detection():
     assert structured.rejects_response_format(HTTPError("HTTP 400", status=400, body=b'{"param":"response_format"}'))
     assert not structured.rejects_response_format(HTTPError("HTTP 400: bad model", status=400, body=b"{}"))
     assert not structured.rejects_response_format(HTTPError("response_format", status=500))
+    # llama-cpp-python's server answers a pydantic validation error with 500
+    llama = (b'{"error":{"message":"1 validation error: {\'type\': \'literal_error\', \'loc\': (\'body\', '
+             b'\'response_format\', \'type\'), \'msg\': \"Input should be \'text\' or \'json_object\'\"}"}}')
+    assert structured.rejects_response_format(HTTPError("HTTP 500", status=500, body=llama))
 
 
 def test_memory_file_broken_is_ignored(tmp_path):

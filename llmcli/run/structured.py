@@ -4,7 +4,7 @@ The request ladder, best first (issue 16):
 
 1. `json_schema`: `response_format: {type: json_schema, json_schema: {name, schema, strict}}`, which
    OpenAI, llama.cpp (by grammar), vLLM and others enforce while generating;
-2. `json_object`: `response_format: {type: json_object}` plus the schema in the system prompt, for
+2. `json_object`: `response_format: {type: json_object, schema}` plus the schema in the system prompt, for
    servers that reject (1) with a 400/422 naming response_format or json_schema;
 3. `prompt`: the schema in the system prompt only, for servers that reject (2) as well.
 
@@ -84,7 +84,10 @@ def response_format(schema: dict, mode: str) -> Optional[dict]:
         return {"type": "json_schema",
                 "json_schema": {"name": schema_name(schema), "schema": schema, "strict": strict_compatible(schema)}}
     if mode == "json_object":
-        return {"type": "json_object"}
+        # `schema` beside json_object is how llama-cpp-python, Together and Fireworks take a schema
+        # (enforced by grammar); servers that do not know it ignore it or reject it, and a rejection
+        # moves the ladder on to prompt-only.
+        return {"type": "json_object", "schema": schema}
     return None
 
 
@@ -102,14 +105,15 @@ def messages_for_mode(messages: List[dict], schema: dict, mode: str) -> List[dic
 
 
 def rejects_response_format(error: Exception) -> bool:
-    """A 400/422 whose message or body names response_format or json_schema (the mode, not the data)."""
-    if not isinstance(error, HTTPError) or error.status not in (400, 422):
+    """An HTTP error that rejects the mode, not the data (wire/probe.py: names_response_format)."""
+    from ..wire.probe import names_response_format
+
+    if not isinstance(error, HTTPError):
         return False
     body = error.body or b""
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
-    text = f"{error} {body}".lower()
-    return any(word in text for word in ("response_format", "json_schema", "response format", "json schema"))
+    return names_response_format(error.status, f"{error} {body}")
 
 
 def repair_message(errors: List[str]) -> dict:
@@ -139,10 +143,12 @@ def parse_answer(text: str) -> Tuple[Optional[object], Optional[str]]:
     first_error = None
     for candidate in candidates:
         try:
-            return json.loads(candidate), None
+            # strict=False: a raw newline or tab inside a string is a slip of small models, not a reason
+            # to throw the data away
+            return json.loads(candidate, strict=False), None
         except ValueError as exc:
             if first_error is None:
-                first_error = f"the answer is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                first_error = f"the answer is not JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
     if not stripped:
         return None, "the answer is empty"
     return None, first_error

@@ -28,12 +28,29 @@ TOOLS = [
 ]
 
 
+def names_response_format(status: Optional[int], text: str) -> bool:
+    """Does an error answer reject the response_format itself (and not the rest of the request)?
+
+    A 400/422 naming response_format or json_schema; or a 500 that is plainly a validation error of
+    that field, because llama-cpp-python's server answers its pydantic validation errors with 500
+    ("Input should be 'text' or 'json_object'", loc body.response_format.type).
+    """
+    text = (text or "").lower()
+    named = any(word in text for word in ("response_format", "json_schema", "response format", "json schema"))
+    if status in (400, 422):
+        return named
+    return status == 500 and named and any(w in text for w in ("validation", "input should", "literal_error"))
+
+
 @dataclass
 class Finding:
     name: str
     ok: Optional[bool]  # True: works; False: does not; None: unknown or not applicable
     detail: str
     value: Any = None
+
+    def __post_init__(self):
+        self.detail = " ".join(str(self.detail).split())  # one line in the table, whatever the server said
 
     def to_dict(self) -> dict:
         return {"name": self.name, "ok": self.ok, "detail": self.detail, "value": self.value}
@@ -311,15 +328,15 @@ class Prober:
                 Finding("parallel_tool_calls", len(calls) > 1, f"{len(calls)} call(s) in one turn")]
 
     def _format_probe(self, name: str, response_format: dict, prompt: str) -> Finding:
-        r = self.chat({"messages": [{"role": "user", "content": prompt}], "max_tokens": 40, "stream": False,
+        r = self.chat({"messages": [{"role": "user", "content": prompt}], "max_tokens": 60, "stream": False,
                        "response_format": response_format})
         if not r.ok:
-            if r.status in (400, 422):
+            if names_response_format(r.status, json.dumps(r.body) if r.body is not None else r.text):
                 return Finding(name, False, "rejected: " + r.why(), "rejected")
             return Finding(name, None, r.why(), "error")
         text = r.content().strip()
         try:
-            data = json.loads(text)
+            data = json.loads(text, strict=False)
         except ValueError:
             data = None
         if isinstance(data, dict):
