@@ -15,6 +15,10 @@ REJECT_SCHEMA = {"error": {"message": "response_format.type 'json_schema' is not
 REJECT_OBJECT = {"error": {"message": "Invalid value for response_format: only 'text' is supported",
                            "type": "invalid_request_error", "param": "response_format"}}
 
+LLAMA_CPP_REJECT = {"error": {"message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                                         "'response_format', 'type'), 'msg': \"Input should be 'text' or "
+                                         "'json_object'\", 'input': 'json_schema'}", "type": "internal_server_error"}}
+
 
 def _json_reply(status, obj):
     return Reply(status=status, pieces=[json.dumps(obj).encode()], content_type="application/json", chunked=False)
@@ -74,6 +78,9 @@ class Endpoint:
         fmt = (body.get("response_format") or {}).get("type")
         if fmt == "json_schema" and self.json_schema == "reject":
             handler.play(_json_reply(400, REJECT_SCHEMA), rec)
+            return
+        if fmt == "json_schema" and self.json_schema == "reject500":  # llama-cpp-python's server
+            handler.play(_json_reply(500, LLAMA_CPP_REJECT), rec)
             return
         if fmt == "json_object" and self.json_object == "reject":
             handler.play(_json_reply(400, REJECT_OBJECT), rec)

@@ -58,6 +58,15 @@ def test_endpoint_that_rejects_json_schema_falls_back_to_json_object_and_remembe
     assert r.stderr == ""
 
 
+def test_llama_cpp_500_validation_error_is_a_rejection_and_not_retried(server, llmcli):
+    ep = Endpoint(json_schema="reject500").route(server)
+    r = llmcli("--schema", CITY, "capital?")
+    assert r.exit_code == 0, r
+    assert formats(ep) == ["json_schema", "json_object"]  # no retries of the 500
+    assert ep.bodies[1]["response_format"]["schema"]["required"] == ["city", "country"]
+    assert "retrying" not in r.stderr
+
+
 def test_endpoint_that_rejects_both_goes_prompt_only(server, llmcli):
     ep = Endpoint(json_schema="reject", json_object="reject", repairs=True, prose='{"city": "Paris", "country": "France"}')
     ep.route(server)
@@ -107,7 +116,7 @@ def test_invalid_against_schema_lists_paths_and_exit_7_json(server, llmcli):
 def test_schema_multi_wraps_items(server, llmcli):
     good = '{"items": [{"vendor": "ACME", "total": 12.5}, {"vendor": "Initech", "total": 3}]}'
     ep = Endpoint(good=good).route(server)
-    r = llmcli("--schema-multi", "--schema", "vendor, total float", "invoices")
+    r = llmcli("--schema-multi", "vendor, total float", "invoices")
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)["items"][1]["vendor"] == "Initech"
     schema = ep.bodies[0]["response_format"]["json_schema"]["schema"]
@@ -146,8 +155,9 @@ def test_stored_schema_by_name(server, llmcli, tmp_path, monkeypatch):
 
 
 def test_usage_errors(server, llmcli):
-    assert llmcli("--schema-multi", "x").exit_code == 2
+    assert llmcli("--schema-multi", "a", "--schema", "b", "x").exit_code == 2
     assert llmcli("--schema", "a", "-x", "x").exit_code == 2
+    assert llmcli("--schema-multi", "a", "--extract-last", "x").exit_code == 2
 
 
 def test_parse_answer_tolerates_fences_and_prose():

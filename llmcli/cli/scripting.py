@@ -21,8 +21,8 @@ def scripting_options(f):
                           "stored as schemas/NAME.json beside the config, or the DSL "
                           "'name, age int, tags list[str], bio: a summary, address {street, city}'. "
                           "Validated locally; one repair request; exit 7 if still invalid."),
-        click.option("--schema-multi", "schema_multi", is_flag=True,
-                     help="Wrap --schema as {\"items\": [...]} to get a list of such objects."),
+        click.option("--schema-multi", "schema_multi", metavar="SCHEMA",
+                     help="Like --schema, for a list of such objects: the answer is {\"items\": [...]}."),
         click.option("-x", "--extract", "extract", is_flag=True,
                      help="Print only the first fenced code block of the answer (the whole answer, with a "
                           "warning, when there is none); on a terminal the answer streams to stderr."),
@@ -119,12 +119,15 @@ def plan_from_params(params: dict) -> ScriptPlan:
     from ..errors import UsageError
 
     schema_value = params.pop("schema", None)
-    multi = params.pop("schema_multi", False)
+    multi_value = params.pop("schema_multi", None)
     extract, last, lang = params.pop("extract", False), params.pop("extract_last", False), params.pop("extract_lang", None)
-    if multi and schema_value is None:
-        raise UsageError("--schema-multi needs --schema")
+    if schema_value is not None and multi_value is not None:
+        raise UsageError("--schema and --schema-multi cannot be used together")
+    multi = multi_value is not None
+    if multi:
+        schema_value = multi_value
     if schema_value is not None and (extract or last or lang):
-        raise UsageError("--schema and -x/--extract cannot be used together")
+        raise UsageError("--schema/--schema-multi and -x/--extract cannot be used together")
     schema = load_checked_schema(schema_value, multi) if schema_value is not None else None
     return ScriptPlan(schema, extract, last, lang)
 
@@ -204,11 +207,13 @@ def apply_templates(params: dict, prompt_words, files, no_stdin):
     params["options"] = options + tuple(params.get("options") or ())  # later pairs (the flags) win
     if composed.get("tools") and not params.get("no_tools"):
         params["tools"] = tuple(dict.fromkeys(list(composed["tools"]) + list(params.get("tools") or ())))
-    if params.get("schema") is None and composed.get("schema") is not None:
-        params["schema"] = composed["schema"]
-        params["schema_multi"] = params.get("schema_multi") or bool(composed.get("schema_multi"))
+    flag_schema = params.get("schema") is not None or params.get("schema_multi") is not None
+    flag_extract = bool(params.get("extract") or params.get("extract_last") or params.get("extract_lang"))
+    if not flag_schema and not flag_extract and composed.get("schema") is not None:  # a -x flag wins too
+        params["schema_multi" if composed.get("schema_multi") else "schema"] = composed["schema"]
     extract = composed.get("extract")
-    if extract and params.get("schema") is None and not (params.get("extract") or params.get("extract_last")):
+    has_schema = params.get("schema") is not None or params.get("schema_multi") is not None
+    if extract and not has_schema and not (params.get("extract") or params.get("extract_last")):
         if extract == "last":
             params["extract_last"] = True
         else:
@@ -241,9 +246,10 @@ def _save(name, composed, params, prompt_words, directory):
                            **{k: parse_option_value(v) for k, v in params["options"]}}
     if params.get("tools"):
         data["tools"] = list(dict.fromkeys(list(data.get("tools") or []) + list(params["tools"])))
-    if params.get("schema") is not None:
-        data["schema"] = params["schema"]
-        data["schema_multi"] = bool(params.get("schema_multi"))
+    if params.get("schema") is not None or params.get("schema_multi") is not None:
+        multi = params.get("schema_multi") is not None
+        data["schema"] = params["schema_multi"] if multi else params["schema"]
+        data["schema_multi"] = multi
     if params.get("extract_last"):
         data["extract"] = "last"
     elif params.get("extract_lang"):
