@@ -59,9 +59,11 @@ def load_checked_schema(value, multi: bool = False) -> dict:
     else:
         schema = load_schema(resolve_schema_value(str(value)), multi=multi)
     try:
-        from ..run.structured import check_schema
-    except ImportError:  # pragma: no cover - jsonschema is a dependency of the schema extra
-        raise ConfigError("--schema needs jsonschema: pip install 'llmcli[schema]'") from None
+        import jsonschema  # noqa: F401 (the schema extra; imported here only when --schema is used)
+    except ImportError:
+        raise ConfigError("--schema validates answers with jsonschema: pip install 'llmcli[schema]'") from None
+    from ..run.structured import check_schema
+
     check_schema(schema)
     return schema
 
