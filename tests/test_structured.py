@@ -242,3 +242,22 @@ def test_schema_on_a_terminal_streams_to_stderr_and_prints_pretty(server, tmp_pa
     assert child.exitstatus == 0, out
     # the raw answer streamed (stderr, same terminal), then the document, pretty
     assert '{"city": "Paris", "country": "France"}\n{\n  "city": "Paris",\n  "country": "France"\n}\n' in out
+
+
+def test_local_transport_gets_the_schema_in_the_form_llama_cpp_python_enforces():
+    from llmcli.wire.local import request_arguments
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    body = {"messages": [], "response_format": structured.response_format(schema, "json_schema")}
+    assert request_arguments(body)["response_format"] == {"type": "json_object", "schema": schema}
+    body = {"messages": [], "response_format": {"type": "json_object"}}
+    assert request_arguments(body)["response_format"] == {"type": "json_object"}
+
+
+def test_jsonl_done_event_carries_data_and_validation(server, llmcli):
+    Endpoint().route(server)
+    r = llmcli("--jsonl", "--schema", CITY, "x")
+    assert r.exit_code == 0, r
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["type"] == "done" and done["data"] == {"city": "Paris", "country": "France"}
+    assert done["validation"]["mode"] == "json_schema"
