@@ -121,8 +121,9 @@ def test_save_then_schema_skips_the_failing_attempt(server, tmp_path, monkeypatc
     assert json.loads(r.stdout) == {"city": "Paris", "country": "France"}
     assert [b.get("response_format", {}).get("type") for b in ep.bodies] == ["json_object"]
     assert r.stderr == ""
-    r = invoke("config", "show", "-p", "mine")
+    r = invoke("config", "show", "-p", "mine", "--json")
     assert "unknown config key" not in r.stderr
+    assert json.loads(r.stdout)["capabilities"]["value"]["response_format"] == "json_object"
 
 
 def test_save_needs_a_provider(server):

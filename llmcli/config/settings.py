@@ -679,5 +679,7 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
         ("confirm_tools", s.confirm_tools, "config/flags"),
         ("allow_private_urls", s.allow_private_urls, "config/flags"),
+        ("capabilities", dict(s.capabilities) or None,
+         f"providers.{s.provider}.capabilities (llmcli doctor --save)" if s.capabilities else "not probed"),
     ]
     return rows
