@@ -15,6 +15,16 @@ from llmcli.run.extract import extract_code
 CITY = "city, country"
 
 
+def write_functions(server):
+    import tempfile
+
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "tools.yaml")
+    with open(path, "w") as f:
+        f.write("- name: lookup\n  description: look something up\n  command: [echo, found]\n  stdin: none\n")
+    return path
+
+
 def formats(endpoint):
     return [(b.get("response_format") or {}).get("type") for b in endpoint.bodies]
 
@@ -89,7 +99,24 @@ def test_endpoint_that_ignores_response_format_gets_one_repair_request(server, l
     repair = ep.bodies[1]["messages"]
     assert repair[-2] == {"role": "assistant", "content": "The capital is Paris, in France."}
     assert repair[-1]["role"] == "user" and "the answer is not JSON" in repair[-1]["content"]
+    assert '"required": ["city", "country"]' in repair[-1]["content"]  # the model may never have seen it
     assert "does not match the schema" in r.stderr
+
+    # json_schema was accepted and ignored: the next run starts with json_object + the schema in the prompt
+    ep.bodies.clear()
+    r = llmcli("--json", "--schema", CITY, "capital of France?")
+    assert formats(ep) == ["json_object"]
+    assert '"required": ["city", "country"]' in system_of(ep.bodies[0])
+
+
+def test_with_tools_the_last_turn_is_the_answer(server, llmcli):
+    ep = Endpoint(json_schema="honour", parallel=False).route(server)
+    r = llmcli("--json", "--schema", CITY, "--functions", write_functions(server), "--yes", "x")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["data"] == {"city": "Paris", "country": "France"}
+    assert len(doc["tool_calls"]) == 1
+    assert all(b["response_format"]["type"] == "json_schema" for b in ep.bodies) and len(ep.bodies) == 2
 
 
 def test_never_valid_exits_7_with_the_errors(server, llmcli):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Tuple
 
 from ..errors import HTTPError, UsageError, ValidationFailed
-from ..events import RunWarning
+from ..events import RunWarning, TurnDone
 
 MODES = ("json_schema", "json_object", "prompt")
 MEMORY_FILE = "structured-modes.json"
@@ -116,10 +116,13 @@ def rejects_response_format(error: Exception) -> bool:
     return names_response_format(error.status, f"{error} {body}")
 
 
-def repair_message(errors: List[str]) -> dict:
+def repair_message(errors: List[str], schema: dict) -> dict:
+    """The repair request: the errors, and the schema again (in json_schema mode the model may never
+    have seen it, when the server ignored response_format)."""
     listed = "\n".join(f"- {e}" for e in errors[:20])
     return {"role": "user", "content": "That answer is not valid against the JSON Schema:\n" + listed
-            + "\nReply again with only the corrected JSON document."}
+            + "\nReply again with only the corrected JSON document, valid against this JSON Schema:\n"
+            + json.dumps(schema, ensure_ascii=False)}
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -277,8 +280,13 @@ class StructuredRun:
         self._use(self.ladder[rung])
         while True:
             self.run.content_parts = []  # the document is the last attempt's answer
+            answer = None
+            inner = self.run.events()
             try:
-                yield from self.run.events()
+                for ev in inner:
+                    if isinstance(ev, TurnDone):
+                        answer = ev.turn.content  # with tools, the last turn's text is the answer
+                    yield ev
             except HTTPError as exc:
                 if rejects_response_format(exc) and rung + 1 < len(self.ladder) and not self.run.content:
                     rejected = self.ladder[rung]
@@ -289,10 +297,18 @@ class StructuredRun:
                     self._use(self.ladder[rung])
                     continue
                 raise
+            finally:
+                inner.close()  # closing us closes the stream now (RunWiring.drive)
             self.validation.attempts += 1
-            if self.memory is not None:
-                self.memory.remember(self.key, self.validation.mode)
-            data, errors = check_answer(self.run.content, self.schema)
+            data, errors = check_answer(self.run.content if answer is None else answer, self.schema)
+            if self.memory is not None and self.validation.attempts == 1:
+                mode = self.validation.mode
+                if mode == "json_schema" and errors:
+                    # A server that enforced json_schema could not have sent an invalid answer: it
+                    # accepted the field and ignored it. Next time, json_object with the schema in the
+                    # system prompt (the ladder still moves on if that is rejected).
+                    mode = "json_object"
+                self.memory.remember(self.key, mode)
             self.validation.errors = errors
             if not errors:
                 self.data = data
@@ -305,4 +321,4 @@ class StructuredRun:
             yield RunWarning(f"the answer does not match the schema ({errors[0]}"
                              + (f", and {len(errors) - 1} more" if len(errors) > 1 else "")
                              + "); asking once more")
-            self.run.messages.append(repair_message(errors))
+            self.run.messages.append(repair_message(errors, self.schema))
