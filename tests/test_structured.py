@@ -288,3 +288,18 @@ def test_jsonl_done_event_carries_data_and_validation(server, llmcli):
     done = json.loads(r.stdout.splitlines()[-1])
     assert done["type"] == "done" and done["data"] == {"city": "Paris", "country": "France"}
     assert done["validation"]["mode"] == "json_schema"
+
+
+def test_extract_on_a_terminal_streams_the_answer_then_prints_the_block(server):
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    server.chat(Reply(pieces=text_stream("Try:\n", "```sh\nls -la\n```\n", "Bye.")))
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), NO_COLOR="1")
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "ask", "--base-url", server.base_url, "-x", "files?"],
+                          env=env, encoding="utf-8", timeout=30)
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    out = child.before.replace("\r\n", "\n")
+    assert child.exitstatus == 0, out
+    assert out.endswith("Try:\n```sh\nls -la\n```\nBye.\nls -la\n"), out
