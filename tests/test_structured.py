@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from conftest import invoke
 from endpoints import Endpoint
 from localserver import Reply, text_stream
 from llmcli.run import structured
