@@ -87,6 +87,17 @@ class TimeoutExpired(NetworkError):
     type_name = "timeout"
 
 
+class ValidationFailed(LLMCliError):
+    """--schema: the answer was not valid against the schema, also after the repair request."""
+
+    exit_status = ExitStatus.VALIDATION
+    type_name = "validation"
+
+    def __init__(self, message, errors=()):
+        super().__init__(message)
+        self.errors = list(errors)
+
+
 class BatchItemsFailed(LLMCliError):
     """llmcli batch finished, but some items ended in an error record."""
 

@@ -278,6 +278,17 @@ def test_ask_json_has_content_usage_and_local_timing():
 
 
 @needs_model
+def test_schema_on_the_embedded_model_is_enforced_by_grammar():
+    """The local transport hands the schema to llama-cpp-python in the form it enforces (json_object +
+    schema): valid data at the first attempt, with no repair request."""
+    r = invoke("ask", "--json", "-o", "max_tokens", "60", "--schema", "city, country", QUESTION)
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert set(doc["data"]) == {"city", "country"}
+    assert doc["validation"]["attempts"] == 1 and doc["validation"]["errors"] == []
+
+
+@needs_model
 def test_jsonl_events_stream_like_a_server():
     r = invoke("ask", "--jsonl", "-o", "max_tokens", "24", QUESTION)
     assert r.exit_code == 0, r

@@ -238,3 +238,30 @@ def test_chat_in_a_terminal(llama_server):
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+# -- structured output and doctor (issue 16) -----------------------------------------------------
+
+
+def test_schema_yields_valid_json(llama_server):
+    """llama-cpp-python's server constrains the answer by grammar: valid data, in whichever mode it took."""
+    r = ask(llama_server, "--json", *GREEDY, "-o", "max_tokens", "60", "--schema", "city, country",
+            "Which city is the capital of France, and in which country is it?")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert set(doc["data"]) == {"city", "country"}
+    assert all(isinstance(v, str) for v in doc["data"].values())
+    assert doc["validation"]["errors"] == [] and doc["validation"]["mode"] in ("json_schema", "json_object", "prompt")
+    r = ask(llama_server, *GREEDY, "-o", "max_tokens", "60", "--schema", "city, country", "Capital of France?")
+    assert r.exit_code == 0, r
+    assert set(json.loads(r.stdout)) == {"city", "country"}
+
+
+def test_doctor_against_the_real_server(llama_server):
+    r = invoke("doctor", "--base-url", llama_server, "--json", "--timeout", "60")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    f = {x["name"]: x for x in doc["findings"]}
+    assert f["reachable"]["ok"] and f["models"]["ok"] and f["chat"]["ok"]
+    assert f["streaming"]["ok"] is True
+    assert doc["capabilities"]["response_format"] in ("json_schema", "json_object", "prompt")

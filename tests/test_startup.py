@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient")
+HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "jsonschema")
 
 
 def imported_modules(*args, env=None):
@@ -19,7 +19,8 @@ def imported_modules(*args, env=None):
 
 
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
-                                  ("--version",)])
+                                  ("--version",), ("doctor", "--help"), ("templates", "--help"),
+                                  ("templates", "list", "--help")])
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0
@@ -92,3 +93,24 @@ def test_keyring_is_imported_only_for_a_key_the_index_puts_there(server, tmp_pat
     env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     proc, names = imported_modules(*args, env=env)
     assert "keyring" in names  # the check above can fail
+@pytest.mark.parametrize("args", [("doctor", "--help"), ("templates", "show", "--help")])
+def test_new_commands_rendered_by_click_import_nothing_heavy(args):
+    import os
+
+    proc, names = imported_modules(*args, env=dict(os.environ, COLUMNS="64"))
+    assert proc.returncode == 0 and "click" in names
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_schema_run_imports_jsonschema_only_when_asked(tmp_path):
+    """A plain ask with -x (no --schema) never imports jsonschema; an invalid --schema is refused
+    (exit 2) after importing it, before any request."""
+    import os
+
+    env = dict(os.environ, LLMCLI_HOME=str(tmp_path), LLMCLI_CONFIG=str(tmp_path / "none.yaml"))
+    proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0", "-x", "hi",
+                                   env=env)
+    assert proc.returncode == 6 and "jsonschema" not in names
+    proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--schema", "a integr", "hi",
+                                   env=env)
+    assert proc.returncode == 2 and "jsonschema" not in names  # the DSL fails before jsonschema is needed

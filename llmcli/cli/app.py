@@ -11,6 +11,7 @@ import click
 
 from ..status import ExitStatus
 from .budget import BUDGET_FLAG_NAMES, budget_options
+from .scripting import apply_templates, plan_from_params, scripting_options, template_options  # nothing heavy
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -22,6 +23,7 @@ Exit codes:
   5    stream error (in-stream error, malformed or truncated stream, tool-round limit), or a
        budget (--max-cost, --max-tokens-total, budget.daily) stopped the run before a request
   6    network error (connect failure, timeout, reset)
+  7    output failed validation (--schema, after one repair request)
   8    llmcli batch: some items failed (each has an error record in the output)
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
@@ -208,6 +210,8 @@ def cli():
 @click.option("--raw", is_flag=True,
               help="On a terminal, print the answer's control characters as they are (by default escape "
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
+@scripting_options
+@template_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -220,6 +224,8 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
+    prompt, no_stdin = apply_templates(params, prompt, files, no_stdin)  # -t: flags win (cli/scripting.py)
+    plan = plan_from_params(params)
     settings = settings_from_params(params)
     messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
     if json_output:
@@ -230,7 +236,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw)
+            raw=raw, plan=plan)
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
@@ -284,7 +290,7 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False, raw=False):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -302,7 +308,12 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
                                 show_usage=show_usage, render_markdown=render_markdown, raw=raw)
+    if plan is not None and plan.active:  # --schema, -x (cli/scripting.py)
+        renderer = plan.renderer(renderer, mode, out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
+                                 show_usage=show_usage, raw=raw)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
+    if plan is not None:
+        wiring.run = plan.wrap(wiring.run)
     announce_local_model(settings, wiring.run.transport, diag)
     error, stopped = wiring.drive(renderer)
     if stopped is not None:
@@ -687,6 +698,8 @@ def replay(file, json_output, jsonl_output):
     run_ask(settings, messages, mode, transport=ReplayTransport(settings, body, headers))
 
 
+from .templates import templates_group  # noqa: E402
+from .doctor import doctor_command  # noqa: E402
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
@@ -694,3 +707,5 @@ cli.add_command(batch_command)
 from .keys import keys_group  # noqa: E402 (issue 19; imports nothing heavy)
 
 cli.add_command(keys_group)
+cli.add_command(templates_group)
+cli.add_command(doctor_command)

@@ -66,7 +66,7 @@ KNOWN_TOP_KEYS = {
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts",
+    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
@@ -121,6 +121,8 @@ class Settings:
     max_tokens_total: Optional[int] = None
     spend_caps: Tuple[Tuple[str, float], ...] = ()  # ("daily", 2.0), ("monthly", 20.0)
     local: Tuple[Tuple[str, Any], ...] = ()
+    # What `llmcli doctor --save` found about the provider (response_format mode, tools, usage …).
+    capabilities: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
     model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
     config_path: Optional[str] = None
@@ -220,7 +222,7 @@ def _check_keys(data: dict, path: str) -> List[str]:
         mapping(data.get(section), section)
     for name, prov in (data.get("providers") or {}).items():
         check(prov or {}, KNOWN_PROVIDER_KEYS, f"providers.{name}")
-        for section in ("headers", "options", "timeouts"):
+        for section in ("headers", "options", "timeouts", "capabilities"):
             mapping((prov or {}).get(section), f"providers.{name}.{section}")
     if "timeouts" in data:
         check(data["timeouts"] or {}, KNOWN_TIMEOUT_KEYS, "timeouts")
@@ -646,6 +648,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         max_tokens_total=max_tokens_total,
         spend_caps=spend_caps,
         local=tuple(local_cfg.items()),
+        capabilities=tuple((prov_cfg.get("capabilities") or {}).items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
         model_names=tuple(dict.fromkeys(model_names)),
         config_path=path,
@@ -790,6 +793,8 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
         ("confirm_tools", s.confirm_tools, "config/flags"),
         ("allow_private_urls", s.allow_private_urls, "config/flags"),
+        ("capabilities", dict(s.capabilities) or None,
+         f"providers.{s.provider}.capabilities (llmcli doctor --save)" if s.capabilities else "not probed"),
         ("max_cost", s.max_cost, s.source_of("max_cost")),
         ("max_tokens_total", s.max_tokens_total, s.source_of("max_tokens_total")),
     ] + [(f"budget.{period}", amount, "config file") for period, amount in s.spend_caps]

@@ -172,8 +172,10 @@ def run_usage(run) -> Optional[dict]:
     return usage
 
 
-def run_document(run, error: Optional[LLMCliError]) -> dict:
-    return {
+def run_document(run, error: Optional[LLMCliError], extras=None) -> dict:
+    """The --json document; `run.document_extras()` (a --schema run: data, validation) and `extras`
+    (e.g. -x: extracted) are added after the common keys."""
+    doc = {
         "model": run.model,
         "content": run.content,
         "reasoning": run.reasoning or None,
@@ -184,10 +186,18 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
         "timing": run.timing(),
         "error": error_dict(error),
     }
+    more = getattr(run, "document_extras", None)
+    if callable(more):
+        doc.update(more())
+    if extras is not None:
+        doc.update(extras(run))
+    return doc
 
 
 class _Renderer:
     """What every renderer shares: stdout, the diagnostics on stderr, and the end-of-run warnings."""
+
+    extras = None  # run -> dict of keys added to the --json document (-x: extracted)
 
     def __init__(self, out, err, err_tty: bool, color: bool):
         self.out = out
@@ -310,8 +320,40 @@ class TextRenderer(_Renderer):
             self.diag.usage(run.usage, run.timing(), getattr(run, "cost", None) if run.usage else None)
 
 
+class FinalTextRenderer(TextRenderer):
+    """stdout gets only what `final(run)` makes of the answer at the end (the --schema document, the
+    -x code block); while it arrives, the answer streams to stderr when that is a terminal.
+
+    On failure the answer received so far is not lost: it is on the terminal already, or else it is
+    written to stdout as it came (the exit code tells the script it is not the final form).
+    """
+
+    def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, final, **kwargs):
+        kwargs["render_markdown"] = False
+        super().__init__(err, err, err_tty, err_tty, color, **kwargs)
+        self.final_out = out
+        self.final_out_tty = out_tty
+        self.final = final
+        self.streams = err_tty
+
+    def handle(self, ev):
+        if isinstance(ev, TextDelta) and not self.streams:
+            return
+        super().handle(ev)
+
+    def finish(self, run, error):
+        super().finish(run, error)
+        text = self.final(run, self.diag) if error is None else (None if self.streams else run.content)
+        if text:
+            if self.final_out_tty:
+                text = sanitize(text)
+            self.final_out.write(text if text.endswith("\n") else text + "\n")
+        self.final_out.flush()
+
+
 class JSONRenderer(_Renderer):
     """Exactly one JSON document on stdout at the end — also when the run failed."""
+
 
     def handle(self, ev):
         if isinstance(ev, RunWarning):
@@ -321,7 +363,7 @@ class JSONRenderer(_Renderer):
 
     def finish(self, run, error):
         self._finish_warnings(run)
-        self.out.write(json_text(run_document(run, error), indent=2) + "\n")
+        self.out.write(json_text(run_document(run, error, self.extras), indent=2) + "\n")
         self.out.flush()
 
 
@@ -358,9 +400,11 @@ class JSONLRenderer(_Renderer):
 
     def finish(self, run, error):
         self._finish_warnings(run)
-        doc = run_document(run, error)
+        doc = run_document(run, error, self.extras)
         if error is None:
-            self._emit({"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
-                        "timing": doc["timing"], "model": doc["model"]})
+            done = {"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
+                    "timing": doc["timing"], "model": doc["model"]}
+            done.update({k: doc[k] for k in ("data", "validation", "extracted") if k in doc})
+            self._emit(done)
         else:
             self._emit({"type": "error", "error": doc["error"], "usage": doc["usage"], "timing": doc["timing"]})

@@ -50,6 +50,8 @@ class _Parser:
                 self.fail("expected '}'")
             self.pos += 1
             return obj
+        self.skip()
+        start = self.pos
         word = self.name()
         if word == "list":
             if self.peek() != "[":
@@ -63,6 +65,7 @@ class _Parser:
         if word == "any":
             return {}
         if word not in _SCALARS:
+            self.pos = start  # point at the word, not past it
             self.fail(f"unknown type {word!r} (str, int, float, bool, any, list[T], {{...}})")
         return {"type": _SCALARS[word]}
 

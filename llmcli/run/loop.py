@@ -158,6 +158,8 @@ class ChatRun:
         self.unexecuted_calls: List[ToolCall] = []
         self.requests_sent = 0
         self._always_allowed = False
+        # A last word on each request body (run/structured.py sets response_format through it).
+        self.body_hook: Optional[Callable[[dict], dict]] = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -267,6 +269,8 @@ class ChatRun:
             # request only: repeated after the results, it makes the model call again on every round,
             # so the run could only end at --max-tool-rounds. Afterwards the model may answer.
             body["tool_choice"] = "auto"
+        if self.body_hook is not None:
+            body = self.body_hook(body)
         exchange = None
         self.current_turn_text = []
         if self.budget is not None:

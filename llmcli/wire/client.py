@@ -522,6 +522,10 @@ class HTTPTransport:
             return None, None
         if error.code == "insufficient_quota" or "insufficient_quota" in (error.body or b"").decode("utf-8", "replace"):
             return None, None  # a 429 for an empty balance does not get better by waiting
+        from .probe import names_response_format
+
+        if override != "true" and names_response_format(resp.status_code, (error.body or b"").decode("utf-8", "replace")):
+            return None, None  # a request validation error (llama-cpp-python sends it as 500) is final
         if override == "true" or resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
             return f"HTTP {resp.status_code} {snippet(str(error.args[0]).split(': ', 1)[-1], 60)}", parse_retry_after(resp.headers)
         return None, None

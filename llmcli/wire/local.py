@@ -415,6 +415,12 @@ def request_arguments(body: dict) -> dict:
             kwargs[key] = body[key]
     if "max_tokens" not in kwargs and body.get("max_completion_tokens") is not None:
         kwargs["max_tokens"] = body["max_completion_tokens"]
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        # llama-cpp-python 0.3 silently ignores OpenAI's json_schema form but enforces
+        # {type: json_object, schema} by grammar: give it the schema in the form it reads.
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        kwargs["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
     if "repeat_penalty" not in kwargs:
         # llama.cpp's long-standing CLI default. Without it the 135M default model loops until the context
         # is full on most seeds (measured: 8 of 10 answers ran to max_tokens at 1.0, none at 1.1).
