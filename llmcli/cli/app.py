@@ -113,7 +113,7 @@ def request_options(f):
                      help="Never run tool NAME (glob allowed); the model is told it was refused. Repeatable."),
         click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
         click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Offer the command tools defined in a YAML FILE (see tools.user). Repeatable."),
+                     help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of a .py FILE (type hints and docstrings give the schema). Repeatable."),
         click.option("--allow-private-urls", is_flag=True, default=None,
                      help="Let web_fetch reach private, loopback and link-local addresses."),
         click.option("--retries", type=click.IntRange(0), metavar="N",
@@ -457,18 +457,26 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 
 @cli.command("tools", context_settings=CONTEXT_SETTINGS)
 @click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
-def tools_command(json_output):
-    """List the built-in tools and their JSON schemas."""
+@click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also list the tools defined in FILE (YAML command tools or a .py file). Repeatable.")
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="YAML config file.  [env: LLMCLI_CONFIG]")
+def tools_command(json_output, **params):
+    """List the tools and their JSON schemas: the built-ins, then user tools (tools.user, --functions)."""
     import json
 
     from ..tools import BUILTIN_TOOLS
+    from ..tools.user import configured_user_tools
 
+    settings = settings_from_params(params, need_provider=False)
+    tools = list(BUILTIN_TOOLS.values()) + configured_user_tools(dict(settings.tool_config))
     if json_output:
-        click.echo(json.dumps([t.schema() for t in BUILTIN_TOOLS.values()], indent=2))
+        click.echo(json.dumps([t.schema() for t in tools], indent=2))
         return
-    for tool in BUILTIN_TOOLS.values():
-        click.echo(f"{tool.name}: {tool.description}")
-        click.echo("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
+    for tool in tools:
+        origin = getattr(tool, "origin", "builtin")
+        echo_outside(f"{tool.name}: {tool.description}" + (f"  [{origin}]" if origin != "builtin" else ""))
+        echo_outside("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
         click.echo("")
 
 
