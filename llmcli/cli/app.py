@@ -114,6 +114,10 @@ def request_options(f):
         click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
         click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
                      help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of a .py FILE (type hints and docstrings give the schema). Repeatable."),
+        click.option("--text-tool-calls/--no-text-tool-calls", "text_tool_calls", default=None,
+                     help="Also run tool calls the model writes as text (<tool_call>{...}</tool_call>, a bare "
+                          '{"name": ..., "arguments": ...}, Llama-3 styles), as local models do; only for '
+                          "enabled tools.  [config: providers.NAME.text_tool_calls]"),
         click.option("--allow-private-urls", is_flag=True, default=None,
                      help="Let web_fetch reach private, loopback and link-local addresses."),
         click.option("--retries", type=click.IntRange(0), metavar="N",
@@ -138,7 +142,7 @@ def request_options(f):
 FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
-    "functions", "retries", "connect_timeout",
+    "functions", "text_tool_calls", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug",
 )
 

@@ -108,6 +108,7 @@ class Settings:
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     allow_private_urls: bool = False
+    text_tool_calls: bool = False  # recognise tool calls the model writes as text (wire/textcalls.py)
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
     local: Tuple[Tuple[str, Any], ...] = ()
@@ -499,6 +500,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
 
+    text_tool_calls = flags.get("text_tool_calls")
+    if text_tool_calls is None:
+        text_tool_calls = strict_bool(prov_cfg.get("text_tool_calls"), f"providers.{provider}.text_tool_calls")
     debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", "")) or data.get("debug"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
     system = flags.get("system") if flags.get("system") is not None else data.get("system")
@@ -539,6 +543,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("yes", bool(flags.get("yes"))),
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
+        text_tool_calls=bool(text_tool_calls),
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),

@@ -217,9 +217,15 @@ class ChatRun:
                 yield item
             else:
                 exchange = item
+        textcalls = None
+        if self.settings.text_tool_calls and self.tools:
+            from ..wire.textcalls import TextCallFilter
+
+            textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{round_no}")
         try:
             try:
-                for ev in exchange.events():
+                events = exchange.events() if textcalls is None else _text_calls_removed(exchange.events(), textcalls)
+                for ev in events:
                     if isinstance(ev, TextDelta):
                         self._first_token()
                         self.content_parts.append(ev.text)
@@ -233,7 +239,15 @@ class ChatRun:
                         self.finish_reason = ev.reason
                     yield ev
                 turn = exchange.decoder.finish()
+                if textcalls is not None:
+                    turn = _with_text_calls(turn, textcalls)
             except LLMCliError:
+                if textcalls is not None and textcalls.holding:
+                    # the stream failed while a possible call was held back: the user keeps that text
+                    held = TextDelta(textcalls.holding)
+                    self.content_parts.append(held.text)
+                    self.current_turn_text.append(held.text)
+                    yield held
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)
                 raise
@@ -311,6 +325,34 @@ class ChatRun:
         if not text:
             return None
         return {"role": "assistant", "content": text + marker}
+
+
+def _text_calls_removed(events, textcalls):
+    """The turn's events with tool calls written as text taken out of the TextDeltas (--text-tool-calls).
+    The finish reason waits until the held-back text is decided, so it still comes after the last text."""
+    finish = []
+    for ev in events:
+        if isinstance(ev, TextDelta):
+            shown = textcalls.feed(ev.text)
+            if shown:
+                yield TextDelta(shown)
+        elif isinstance(ev, FinishReason):
+            finish.append(ev)
+        else:
+            yield ev
+    tail = textcalls.finish()
+    if tail:
+        yield TextDelta(tail)
+    yield from finish
+
+
+def _with_text_calls(turn: TurnResult, textcalls) -> TurnResult:
+    """The turn as if the calls written as text had come as `tool_calls` (its content without them)."""
+    from dataclasses import replace
+
+    if not textcalls.calls:
+        return turn
+    return replace(turn, content=textcalls.shown, tool_calls=list(turn.tool_calls) + textcalls.calls)
 
 
 def _forces_a_call(tool_choice) -> bool:
