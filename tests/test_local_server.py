@@ -185,7 +185,7 @@ def test_server_repeats_id_and_name_and_sends_function_call_alongside(llama_serv
 
 def test_forced_tool_call_is_one_call_per_turn(llama_server):
     """With web_search enabled and tool_choice pinned, the first turn is forced to call it: that call
-    runs (web_search has no backend configured here, so its result is an error the model reads). The
+    runs (web_search's keyless backend points at a closed local port here: its result is an error the model reads). The
     pin holds for the first request only, so turn 2 is free to answer or call again (then not run, at
     --max-tool-rounds 1). Each turn must yield at most ONE call — not one per chunk (repeated id/name),
     not two (tool_calls plus function_call) — with the argument fragments joined and parsed into an

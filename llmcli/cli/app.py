@@ -503,12 +503,14 @@ def tool_command_options(f):
               help="Number of results.")
 @tool_command_options
 def search(query, count, json_output, **params):
-    """Run the web_search tool directly (Brave or SearXNG, from the config)."""
+    """Run the web_search tool directly (Brave or SearXNG from the config; else DuckDuckGo, keyless)."""
     import json
 
-    from ..tools.search import search as do_search
+    from ..tools.search import KEYLESS_LABEL, search as do_search
 
     results = do_search(" ".join(query), count, _tool_settings_from(params))
+    if any(r.source == "duckduckgo" for r in results):
+        click.echo(f"llmcli: {KEYLESS_LABEL}", err=True)
     if json_output:
         click.echo(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=2))
         return

@@ -499,6 +499,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
+    if env.get("LLMCLI_DUCKDUCKGO_URL"):
+        search_cfg["duckduckgo_url"] = env["LLMCLI_DUCKDUCKGO_URL"]
 
     text_tool_calls = flags.get("text_tool_calls")
     if text_tool_calls is None:

@@ -27,14 +27,19 @@ def make_tool_settings(settings: Settings):
     search = cfg.get("web_search") or {}
     fetch = cfg.get("web_fetch") or {}
     kwargs = {}
-    if search.get("backend"):
-        kwargs["search_backend"] = str(search["backend"])
+    backend = search.get("backend")
+    if backend is False:  # YAML reads `backend: off` as false
+        backend = "off"
+    if backend:
+        kwargs["search_backend"] = str(backend)
     if search.get("brave_api_key"):
         kwargs["brave_api_key"] = str(search["brave_api_key"])
     if search.get("brave_url"):
         kwargs["brave_url"] = str(search["brave_url"])
     if search.get("searxng_url"):
         kwargs["searxng_url"] = str(search["searxng_url"])
+    if search.get("duckduckgo_url"):
+        kwargs["duckduckgo_url"] = str(search["duckduckgo_url"])
     for key, convert in (("timeout", float), ("max_bytes", int), ("max_chars", int), ("max_redirects", int)):
         if fetch.get(key) is not None:
             kwargs[key] = convert(fetch[key])
