@@ -49,3 +49,18 @@ def test_completion_imports_nothing_heavy():
     proc, names = imported_modules(env=env)
     assert "plain,openrouter" in proc.stdout and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_plain_ask_imports_no_tool_machinery(server):
+    """An ask without tools loads none of the user-tool, Python-tool or text-tool-call modules."""
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", "ask", "--base-url", server.base_url,
+                           "hello"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    assert "llmcli.run.loop" in modules  # the measurement works
+    unwanted = {"llmcli.wire.textcalls", "llmcli.tools.pyfunc", "llmcli.tools.user", "ddgs", "primp"}
+    assert not modules & unwanted, sorted(modules & unwanted)
