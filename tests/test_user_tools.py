@@ -212,3 +212,24 @@ def test_readme_style_example(tmp_path, server):
     '''))
     r, doc = _ask_with_calls(server, [("c1", "add", '{"a": 2}')], "--functions", str(path), "--yes")
     assert doc["tool_calls"][0]["output"] == "3"
+
+
+def test_print_from_other_threads_is_not_captured(tmp_path, capsys):
+    import threading
+
+    path = tmp_path / "slow.py"
+    path.write_text("import threading\nstarted = threading.Event()\ngo = threading.Event()\n"
+                    "def slow() -> str:\n    print('inside')\n    started.set()\n    go.wait(10)\n    return 'ok'\n")
+    (tool,) = load_python_tools(str(path))
+    ns = tool.function.__globals__
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(result=tool.run({}, None)))
+    worker.start()
+    assert ns["started"].wait(10)
+    print("from the main thread")  # while the tool runs: must reach stdout, not the tool's result
+    ns["go"].set()
+    worker.join(10)
+    assert out["result"] == "inside\nok"
+    assert "from the main thread" in capsys.readouterr().out
+    import sys
+    assert type(sys.stdout).__name__ != "_StdoutRouter"  # restored

@@ -25,6 +25,8 @@ import inspect
 import json
 import os
 import re
+import sys
+import threading
 import typing
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -120,13 +122,12 @@ class PythonTool(Tool):
         return out
 
     def invoke(self, args: dict, settings: Any) -> str:
-        import contextlib
         import io
 
         captured = io.StringIO()
         try:
             # print() in a tool must not reach stdout (only the answer goes there): keep it for the model.
-            with contextlib.redirect_stdout(captured):
+            with _captured_stdout(captured):
                 result = self.function(**args)
                 if inspect.isawaitable(result):
                     import asyncio
@@ -142,6 +143,54 @@ class PythonTool(Tool):
         if len(text) > self.max_output:
             text = text[:self.max_output] + f"\n[truncated: output was {len(text)} characters]"
         return text
+
+
+class _StdoutRouter:
+    """sys.stdout while Python tools run: writes from a thread that is running a tool go to that
+    tool's buffer, all others to the real stdout (contextlib.redirect_stdout would also swallow what
+    other threads write meanwhile, e.g. in `llmcli batch`)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.local = threading.local()
+
+    def write(self, text):
+        buffer = getattr(self.local, "buffer", None)
+        return (buffer if buffer is not None else self.real).write(text)
+
+    def flush(self):
+        buffer = getattr(self.local, "buffer", None)
+        return (buffer if buffer is not None else self.real).flush()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+_router_lock = threading.Lock()
+_router_users = 0
+
+
+class _captured_stdout:
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def __enter__(self):
+        global _router_users
+        with _router_lock:
+            if _router_users == 0 or not isinstance(sys.stdout, _StdoutRouter):
+                sys.stdout = _StdoutRouter(sys.stdout)
+            _router_users += 1
+            self.router = sys.stdout
+        self.router.local.buffer = self.buffer
+
+    def __exit__(self, *exc):
+        global _router_users
+        self.router.local.buffer = None
+        with _router_lock:
+            _router_users -= 1
+            if _router_users == 0 and sys.stdout is self.router:
+                sys.stdout = self.router.real
+        return False
 
 
 async def _awaited(awaitable):
