@@ -208,3 +208,12 @@ def test_held_text_is_kept_when_the_stream_fails(server, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["content"] == 'Start.\n<tool_call>{"name": "add"'
     assert doc["error"]
+
+
+def test_long_call_in_one_character_deltas():
+    text = "x" * 20000
+    call = json.dumps({"name": "web_search", "arguments": {"query": text}})
+    f = TextCallFilter(NAMES)
+    shown = "".join(f.feed(ch) for ch in "Here:\n" + call + "\nbye") + f.finish()
+    assert shown == "Here:\n\nbye"
+    assert f.calls[0].arguments == {"query": text}

@@ -49,6 +49,9 @@ class TextCallFilter:
         self._shown: List[str] = []
         self._at_line_start = True  # for the line-start candidates ({, [, ```)
         self._pending: List[tuple] = []  # the calls of the candidate being decided
+        # Where the scan for the end of a held JSON candidate stopped: the held text only grows while
+        # it waits, so each delta is scanned once (a long call streamed in small deltas stays linear).
+        self._scan: Optional[_JsonScan] = None
 
     @property
     def shown(self) -> str:
@@ -70,7 +73,7 @@ class TextCallFilter:
                 break
             if start:
                 out.append(self._release(self._held[:start]))
-                self._held = self._held[start:]
+                self._held, self._scan = self._held[start:], None
             verdict, end = self._decide(self._held, final=False)
             if verdict == "wait":
                 break
@@ -79,7 +82,7 @@ class TextCallFilter:
                 continue
             # not a call: show its first character and look again from the next one
             out.append(self._release(self._held[0]))
-            self._held = self._held[1:]
+            self._held, self._scan = self._held[1:], None
         shown = "".join(out)
         self._shown.append(shown)
         return shown
@@ -95,13 +98,13 @@ class TextCallFilter:
                 break
             if start:
                 out.append(self._release(self._held[:start]))
-                self._held = self._held[start:]
+                self._held, self._scan = self._held[start:], None
             verdict, end = self._decide(self._held, final=True)
             if verdict == "call":
                 self._commit(end)
                 continue
             out.append(self._release(self._held[0]))
-            self._held = self._held[1:]
+            self._held, self._scan = self._held[1:], None
         self._held = ""
         shown = "".join(out)
         self._shown.append(shown)
@@ -112,7 +115,7 @@ class TextCallFilter:
         for name, arguments in self._pending:
             self.calls.append(_tool_call(f"{self.id_prefix}_{len(self.calls)}", name, arguments))
         self._pending = []
-        self._held = self._held[end:]
+        self._held, self._scan = self._held[end:], None
 
     def _release(self, text: str) -> str:
         if text:
@@ -209,9 +212,11 @@ class TextCallFilter:
 
     def _bare(self, text: str, start: int, final: bool, fenced: bool = False) -> Tuple[str, int]:
         """A JSON object (or array of them) at `start` that is a call; decided as early as possible."""
-        if not _could_be_call_json(text[start:]):
+        if not _could_be_call_json(text[start:start + 64]):
             return "no", 0
-        end = _json_end(text, start)
+        if self._scan is None or self._scan.start != start:
+            self._scan = _JsonScan(start)
+        end = self._scan.end_in(text)
         if end is None:
             return ("no", 0) if final else ("wait", 0)
         try:
@@ -251,27 +256,40 @@ def _could_be_call_json(text: str) -> bool:
     return any(key.startswith(rest[:len(key)]) for key in CALL_KEYS)
 
 
+class _JsonScan:
+    """Finds the end of the JSON value that starts at `start`, resuming where the last call stopped."""
+
+    def __init__(self, start: int):
+        self.start = self.pos = start
+        self.depth, self.in_string, self.escaped = 0, False, False
+
+    def end_in(self, text: str) -> Optional[int]:
+        """The index just after the value, or None if `text` does not close it yet."""
+        depth, in_string, escaped = self.depth, self.in_string, self.escaped
+        for i in range(self.pos, len(text)):
+            ch = text[i]
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch in "{[":
+                depth += 1
+            elif ch in "}]":
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+        self.pos, self.depth, self.in_string, self.escaped = len(text), depth, in_string, escaped
+        return None
+
+
 def _json_end(text: str, start: int) -> Optional[int]:
     """The index just after the JSON object/array that starts at `start`, or None if it is not closed yet."""
-    depth, in_string, escaped = 0, False, False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
+    return _JsonScan(start).end_in(text)
 
 
 def _leading_objects(body: str) -> Tuple[list, int]:
