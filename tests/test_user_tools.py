@@ -233,3 +233,14 @@ def test_print_from_other_threads_is_not_captured(tmp_path, capsys):
     assert "from the main thread" in capsys.readouterr().out
     import sys
     assert type(sys.stdout).__name__ != "_StdoutRouter"  # restored
+
+
+def test_config_python_path_is_relative_to_the_config_file(tmp_path, monkeypatch):
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    (confdir / "mine.py").write_text('def hello() -> str:\n    """Say hello."""\n    return "hello"\n')
+    (confdir / "config.yaml").write_text("tools:\n  user:\n    - python: mine.py\n")
+    monkeypatch.chdir(tmp_path)  # not the config's directory
+    r = invoke("tools", "--json", "--config", str(confdir / "config.yaml"))
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)[-1]["function"]["name"] == "hello"

@@ -538,7 +538,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
                      # the approval policy and user tools, raw: llmcli.tools validates and reads them
                      ("approval", dict(tools_cfg.get("approval") or {})),
-                     ("user", tools_cfg.get("user") or ()),
+                     ("user", _user_tools_relative_to(tools_cfg.get("user") or (), path)),
                      ("functions", tuple(flags.get("functions") or ())),
                      ("allow_tool", tuple(flags.get("allow_tool") or ())),
                      ("deny_tool", tuple(flags.get("deny_tool") or ())),
@@ -556,6 +556,20 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         sources=tuple(sources.items()),
         warnings=tuple(warnings),
     )
+
+
+def _user_tools_relative_to(specs, config_file):
+    """`tools.user: [{python: FILE}]` with a relative FILE means next to the config file, not the cwd."""
+    if not isinstance(specs, list) or not config_file:
+        return specs
+    base = os.path.dirname(os.path.abspath(config_file))
+    out = []
+    for spec in specs:
+        if isinstance(spec, dict) and isinstance(spec.get("python"), str):
+            file = os.path.expanduser(spec["python"])
+            spec = dict(spec, python=file if os.path.isabs(file) else os.path.join(base, file))
+        out.append(spec)
+    return out
 
 
 def normalise_base_url(url: str, source: str) -> str:
