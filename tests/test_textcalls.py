@@ -189,6 +189,7 @@ def test_provider_config_switch(server, tmp_path):
                "--json", "add")
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)["tool_calls"][0]["output"] == "5"
+    assert "unknown config key" not in r.stderr
     # --no-text-tool-calls wins over the config
     server.chat([Reply(pieces=text_pieces(CALL_TEXT))])
     r = invoke("ask", "--config", str(config), "-p", "mine", "--functions", _tools_py(tmp_path), "--yes",

@@ -113,7 +113,8 @@ def request_options(f):
                      help="Never run tool NAME (glob allowed); the model is told it was refused. Repeatable."),
         click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
         click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of a .py FILE (type hints and docstrings give the schema). Repeatable."),
+                     help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of "
+                          "a .py FILE (type hints and docstrings give the schema). Repeatable."),
         click.option("--text-tool-calls/--no-text-tool-calls", "text_tool_calls", default=None,
                      help="Also run tool calls the model writes as text (<tool_call>{...}</tool_call>, a bare "
                           '{"name": ..., "arguments": ...}, Llama-3 styles), as local models do; only for '

@@ -63,7 +63,7 @@ KNOWN_TOP_KEYS = {
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts",
+    "model_path", "n_ctx", "n_threads", "timeouts", "text_tool_calls",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
