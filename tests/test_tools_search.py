@@ -381,7 +381,7 @@ def test_keyless_rate_limit_is_a_tool_error(server, status):
     server.route(DDG_PATH, html_reply("<html>slow down</html>", status=status))
 
     with pytest.raises(ToolError, match=rf"DuckDuckGo \(keyless\) refused the search \(HTTP {status}\): "
-                                        "it is rate-limiting") as caught:
+                                        "it is rate-limiting or blocking") as caught:
         search("q", 3, ddg_settings(server))
     assert "BRAVE_API_KEY" in str(caught.value)
 

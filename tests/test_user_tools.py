@@ -239,7 +239,7 @@ def test_config_python_path_is_relative_to_the_config_file(tmp_path, monkeypatch
     confdir = tmp_path / "conf"
     confdir.mkdir()
     (confdir / "mine.py").write_text('def hello() -> str:\n    """Say hello."""\n    return "hello"\n')
-    (confdir / "config.yaml").write_text("tools:\n  user:\n    - python: mine.py\n")
+    (confdir / "config.yaml").write_text("tools:\n  user:\n    python: [mine.py]\n")
     monkeypatch.chdir(tmp_path)  # not the config's directory
     r = invoke("tools", "--json", "--config", str(confdir / "config.yaml"))
     assert r.exit_code == 0, r

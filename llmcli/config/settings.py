@@ -560,6 +560,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
 
 def _user_tools_relative_to(specs, config_file):
     """`tools.user: [{python: FILE}]` with a relative FILE means next to the config file, not the cwd."""
+    if isinstance(specs, dict) and set(specs) == {"python"}:  # `user: {python: FILE or [FILES]}`
+        files = specs["python"] if isinstance(specs["python"], list) else [specs["python"]]
+        specs = [{"python": f} for f in files]
     if not isinstance(specs, list) or not config_file:
         return specs
     base = os.path.dirname(os.path.abspath(config_file))

@@ -191,8 +191,9 @@ def _duckduckgo(query: str, count: int, settings: ToolSettings) -> List[SearchRe
 
 def _duckduckgo_status(service: str, status: int, headers) -> str:
     if status in (202, 403, 418, 429):
-        # 202 with a challenge page is how DuckDuckGo's HTML endpoint says "slow down".
-        return (f"{service} (keyless) refused the search (HTTP {status}): it is rate-limiting this address; "
+        # 202 with a challenge page is how DuckDuckGo's HTML endpoint says "slow down"; 403 is a block.
+        return (f"{service} (keyless) refused the search (HTTP {status}): it is rate-limiting or blocking "
+                "automated searches from this address; "
                 "try again later, or configure Brave Search (BRAVE_API_KEY) or SearXNG "
                 "(tools.web_search.searxng_url)")
     return _status_message(service, status, headers)

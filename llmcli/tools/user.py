@@ -110,6 +110,9 @@ class CommandTool(Tool):
 def load_user_tools(specs: Any, where: str = "tools.user") -> List[Tool]:
     if not specs:
         return []
+    if isinstance(specs, dict) and set(specs) == {"python"}:  # `user: {python: FILE or [FILES]}`
+        files = specs["python"] if isinstance(specs["python"], list) else [specs["python"]]
+        specs = [{"python": f} for f in files]
     if isinstance(specs, dict):  # {name: spec} is accepted too
         specs = [dict(v or {}, name=k) for k, v in specs.items()]
     if not isinstance(specs, list):
