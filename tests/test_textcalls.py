@@ -218,3 +218,53 @@ def test_long_call_in_one_character_deltas():
     shown = "".join(f.feed(ch) for ch in "Here:\n" + call + "\nbye") + f.finish()
     assert shown == "Here:\n\nbye"
     assert f.calls[0].arguments == {"query": text}
+
+
+def test_terminal_shows_text_at_once_and_never_the_call(server, tmp_path):
+    """On a real terminal: the text before a call is on the screen while the call is still arriving
+    (the server waits until the test has seen it), and the call's text never appears."""
+    import io
+    import os
+    import sys
+    import threading
+
+    import pexpect
+
+    gate = threading.Event()
+    first = text_pieces('Visible text.\n<tool_call>{"name": "ad', size=3)[:-2]  # no finish, no [DONE] yet
+    rest = sse(chunk(content='d", "arguments": {"a": 2, "b": 3}}</tool_call>'), chunk(finish="stop"))
+    requests_seen = []
+
+    def handle(h, rec):
+        requests_seen.append(rec)
+        pieces = (first, rest) if len(requests_seen) == 1 else (text_stream("The sum is 5."), [])
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for n, part in enumerate(pieces):
+            if n == 1:
+                gate.wait(10)
+            for piece in part:
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                h.wfile.flush()
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+    server.route("/v1/chat/completions", handle)
+    screen = io.StringIO()
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "ask", "--base-url", server.base_url, "--functions",
+                                           _tools_py(tmp_path), "--yes", "--text-tool-calls", "add 2 and 3"],
+                          env=dict(os.environ), encoding="utf-8", timeout=10)
+    child.logfile_read = screen
+    try:
+        child.expect("Visible text.")  # shown before the rest of the stream was even sent
+        gate.set()
+        child.expect("The sum is 5.")
+        child.expect(pexpect.EOF)
+    finally:
+        gate.set()
+        child.close(force=True)
+    assert child.exitstatus == 0, screen.getvalue()
+    assert "tool_call" not in screen.getvalue() and '"name"' not in screen.getvalue()
+    assert len(requests_seen) == 2
