@@ -244,3 +244,18 @@ def test_config_python_path_is_relative_to_the_config_file(tmp_path, monkeypatch
     r = invoke("tools", "--json", "--config", str(confdir / "config.yaml"))
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)[-1]["function"]["name"] == "hello"
+
+
+def test_file_runs_once_per_process_until_it_changes(tmp_path):
+    import os
+
+    path = tmp_path / "counter.py"
+    path.write_text("calls = []\ndef count() -> int:\n    calls.append(1)\n    return len(calls)\n")
+    (first,) = load_python_tools(str(path))
+    assert first.run({}, None) == "1"
+    (again,) = load_python_tools(str(path))  # a chat session's next message: state is kept
+    assert again.run({}, None) == "2"
+    path.write_text("calls = [1, 1, 1]\ndef count() -> int:\n    calls.append(1)\n    return len(calls) * 10\n")
+    os.utime(path, ns=(1, 10**18))  # a different mtime even on coarse clocks
+    (changed,) = load_python_tools(str(path))
+    assert changed.run({}, None) == "40"

@@ -38,9 +38,30 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
+# path -> ((mtime_ns, size), tools): a chat session builds a run per message; the file is run once
+# (its module-level state lasts the session) and again only when it changes.
+_LOADED: Dict[str, Tuple[Tuple[int, int], List[Tool]]] = {}
+
+
 def load_python_tools(path: str, where: Optional[str] = None) -> List[Tool]:
     """The tools defined in the Python file at `path`. Errors name the file and line (exit 3)."""
     where = where or path
+    try:
+        info = os.stat(path)
+        stamp = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        stamp = None
+    key = os.path.abspath(path)
+    cached = _LOADED.get(key)
+    if cached is not None and stamp is not None and cached[0] == stamp:
+        return list(cached[1])
+    tools = _load(path, where)
+    if stamp is not None:
+        _LOADED[key] = (stamp, tools)
+    return list(tools)
+
+
+def _load(path: str, where: str) -> List[Tool]:
     try:
         with open(path, encoding="utf-8") as fh:
             source = fh.read()
