@@ -247,7 +247,7 @@ def test_tool_call_written_as_text_is_run(llama_server, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["tool_calls"], r
     call = doc["tool_calls"][0]
-    assert call["name"] == "add" and call["id"] == "text_call_0_0"
+    assert call["name"] == "add" and call["id"] == "text_call_2_0"  # after the history's two assistant turns
     assert call["error"] is None and call["output"] == str(call["arguments"]["a"] + call["arguments"]["b"])
     assert "<tool_call>" not in doc["content"] and doc["content"].strip()
     assert "[tool] add(" in r.stderr

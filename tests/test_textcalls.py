@@ -268,3 +268,14 @@ def test_terminal_shows_text_at_once_and_never_the_call(server, tmp_path):
     assert child.exitstatus == 0, screen.getvalue()
     assert "tool_call" not in screen.getvalue() and '"name"' not in screen.getvalue()
     assert len(requests_seen) == 2
+
+
+def test_ids_stay_unique_across_rounds_and_history(server, tmp_path):
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([{"role": "user", "content": "add"}, {"role": "assistant", "content": "ok"}]))
+    server.chat([Reply(pieces=text_pieces(CALL_TEXT)), Reply(pieces=text_pieces(CALL_TEXT)),
+                 Reply(pieces=text_stream("done"))])
+    r = invoke("ask", "--base-url", server.base_url, "--functions", _tools_py(tmp_path), "--yes",
+               "--text-tool-calls", "--history", str(history), "--json", "add")
+    assert r.exit_code == 0, r
+    assert [c["id"] for c in json.loads(r.stdout)["tool_calls"]] == ["text_call_1_0", "text_call_2_0"]

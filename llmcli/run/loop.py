@@ -226,7 +226,9 @@ class ChatRun:
         if self.settings.text_tool_calls and self.tools:
             from ..wire.textcalls import TextCallFilter
 
-            textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{round_no}")
+            # ids unique in the conversation (a chat starts each message at round 0): count its turns
+            turn_no = sum(1 for m in self.messages if isinstance(m, dict) and m.get("role") == "assistant")
+            textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{turn_no}")
         try:
             try:
                 events = exchange.events() if textcalls is None else _text_calls_removed(exchange.events(), textcalls)
