@@ -68,6 +68,8 @@ ENVIRONMENT: List[Tuple[str, str]] = [
     ("LLMCLI_CA_BUNDLE", "CA certificates for TLS (as --ca-bundle)."),
     ("LLMCLI_ALLOW_PRIVATE_URLS", "Set to 1 to let web_fetch reach private addresses (as --allow-private-urls)."),
     ("LLMCLI_SEARXNG_URL", "SearXNG instance for web_search."),
+    ("LLMCLI_DUCKDUCKGO_URL", "The DuckDuckGo HTML endpoint web_search uses when neither Brave nor SearXNG is "
+                              "configured (default https://html.duckduckgo.com/html/)."),
     ("BRAVE_API_KEY", "Brave Search API key for web_search."),
     ("NO_COLOR", "When set and not empty, no colour or other ANSI escapes are written (https://no-color.org)."),
     ("TERM", "With TERM=dumb no colour is used."),

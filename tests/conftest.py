@@ -35,6 +35,8 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    # web_search falls back to DuckDuckGo when nothing is configured: never let a test reach the web.
+    monkeypatch.setenv("LLMCLI_DUCKDUCKGO_URL", "http://127.0.0.1:9/html/")
     # Fault tests use short, configurable back-off so the suite stays fast.
     monkeypatch.setenv("LLMCLI_RETRY_BASE_DELAY", "0.01")
     yield home

@@ -329,7 +329,7 @@ def test_no_stream_prints_the_same_way():
 def forced_web_search_rounds(r):
     """What a run with web_search pinned and --max-tool-rounds 1 must give (here and against the server):
     the first turn is forced to call web_search once, with object arguments, and it runs (an error
-    result: no backend in tests). The pin holds for the first request only, so the second turn either
+    result: the keyless backend, DuckDuckGo, points at a closed local port in tests). The pin holds for the first request only, so the second turn either
     answers (exit 0) or calls again, unexecuted at the round limit (exit 5) — never a forced loop."""
     assert r.exit_code in (0, 5), r
     doc = json.loads(r.stdout)
@@ -337,7 +337,7 @@ def forced_web_search_rounds(r):
     for call in [ran] + rest:
         assert call["name"] == "web_search"
         assert isinstance(call["arguments"], dict) and isinstance(call["arguments"]["query"], str)
-    assert ran["error"].startswith("web_search is not configured")
+    assert ran["error"].startswith("could not connect to DuckDuckGo")
     if r.exit_code == 5:
         assert doc["error"]["type"] == "tool_rounds" and [c["error"] for c in rest] == ["not executed"]
     else:

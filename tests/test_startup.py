@@ -114,3 +114,16 @@ def test_schema_run_imports_jsonschema_only_when_asked(tmp_path):
     proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--schema", "a integr", "hi",
                                    env=env)
     assert proc.returncode == 2 and "jsonschema" not in names  # the DSL fails before jsonschema is needed
+def test_plain_ask_imports_no_tool_machinery(server):
+    """An ask without tools loads none of the user-tool, Python-tool or text-tool-call modules."""
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", "ask", "--base-url", server.base_url,
+                           "hello"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    assert "llmcli.run.loop" in modules  # the measurement works
+    unwanted = {"llmcli.wire.textcalls", "llmcli.tools.pyfunc", "llmcli.tools.user", "ddgs", "primp"}
+    assert not modules & unwanted, sorted(modules & unwanted)

@@ -255,8 +255,12 @@ def test_search_command(server):
     assert [x["url"] for x in json.loads(r.stdout)] == ["https://a.example/", "https://b.example/"]
 
 
-def test_search_command_not_configured_exit_3():
-    r = invoke("search", "cats")
+def test_search_command_not_configured_uses_the_keyless_backend(tmp_path):
+    r = invoke("search", "cats")  # DuckDuckGo, which conftest points at a closed local port
+    assert r.exit_code == 6 and "could not connect to DuckDuckGo at http://127.0.0.1:9/html/" in r.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text("tools:\n  web_search:\n    backend: off\n")
+    r = invoke("search", "--config", str(config), "cats")
     assert r.exit_code == 3 and "BRAVE_API_KEY" in r.stderr
 
 

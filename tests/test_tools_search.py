@@ -199,11 +199,11 @@ def test_searxng_server_error(server):
 
 
 # -- choosing a backend ------------------------------------------------------------------------
-def test_not_configured_names_the_missing_settings():
+def test_backend_off_names_the_missing_settings():
     with pytest.raises(ToolError) as caught:
-        get_tool("web_search").run({"query": "q"}, ToolSettings())
+        get_tool("web_search").run({"query": "q"}, ToolSettings(search_backend="off"))
 
-    assert str(caught.value) == NOT_CONFIGURED
+    assert str(caught.value).startswith(NOT_CONFIGURED)
     assert "BRAVE_API_KEY" in NOT_CONFIGURED and "tools.web_search.searxng_url" in NOT_CONFIGURED
 
 
@@ -294,3 +294,147 @@ def test_importing_the_registry_stays_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert out.stdout.strip() == "[]"
+
+
+# -- DuckDuckGo, keyless (a local stand-in for html.duckduckgo.com/html/) ----------------------------
+DDG_PATH = "/html/"
+DDG_PAGE = """<!DOCTYPE html><html><body><div id="links" class="results">
+<div class="result results_links results_links_deep result--ad ">
+  <div class="links_main links_deep result__body">
+    <h2 class="result__title"><a rel="nofollow" class="result__a"
+      href="https://duckduckgo.com/y.js?ad_domain=spam.example&amp;u3=x">Buy <b>now</b></a></h2>
+    <a class="result__snippet" href="https://duckduckgo.com/y.js?x">An advert</a>
+  </div>
+</div>
+<div class="result results_links results_links_deep web-result ">
+  <div class="links_main links_deep result__body">
+    <h2 class="result__title"><a rel="nofollow" class="result__a"
+      href="//duckduckgo.com/l/?uddg=https%3A%2F%2Fwww.sqlite.org%2Fwal.html&amp;rut=abc">Write-Ahead <b>Logging</b></a></h2>
+    <div class="result__extras"><a class="result__url" href="x">www.sqlite.org/wal.html</a></div>
+    <a class="result__snippet" href="//duckduckgo.com/l/?uddg=x">The <b>WAL</b> journal mode &amp; its
+      checkpoints.</a>
+  </div>
+</div>
+<div class="result results_links results_links_deep web-result ">
+  <div class="links_main links_deep result__body">
+    <h2 class="result__title"><a rel="nofollow" class="result__a" href="https://en.wikipedia.org/wiki/WAL">WAL - Wikipedia</a></h2>
+  </div>
+</div>
+<div class="result results_links results_links_deep web-result ">
+  <div class="links_main links_deep result__body">
+    <h2 class="result__title"><a class="result__a" href="//duckduckgo.com/l/?uddg=https%3A%2F%2Fthird.example%2F">Third</a></h2>
+    <a class="result__snippet">s3</a>
+  </div>
+</div>
+</div></body></html>"""
+
+
+def ddg_settings(server, **kw):
+    return ToolSettings(duckduckgo_url=server.url + DDG_PATH, **kw)
+
+
+def html_reply(body, status=200):
+    return Reply(status, [body.encode()], content_type="text/html; charset=UTF-8")
+
+
+def test_keyless_duckduckgo_when_nothing_is_configured(server):
+    server.route(DDG_PATH, html_reply(DDG_PAGE))
+
+    results = search("sqlite wal", 5, ddg_settings(server))
+
+    assert results == [
+        SearchResult("Write-Ahead Logging", "https://www.sqlite.org/wal.html",
+                     "The WAL journal mode & its checkpoints.", "duckduckgo"),
+        SearchResult("WAL - Wikipedia", "https://en.wikipedia.org/wiki/WAL", "", "duckduckgo"),
+        SearchResult("Third", "https://third.example/", "s3", "duckduckgo"),
+    ]  # the advert is left out, redirect links are unwrapped
+    (request,) = server.requests
+    assert request.method == "POST" and parse_qs(request.body.decode())["q"] == ["sqlite wal"]
+    assert request.headers["User-Agent"].startswith("llmcli/")
+
+
+def test_keyless_result_is_labelled_and_capped(server):
+    server.route(DDG_PATH, html_reply(DDG_PAGE))
+
+    text = get_tool("web_search").run({"query": "sqlite wal", "count": 2}, ddg_settings(server))
+
+    assert text == ("Results from DuckDuckGo (keyless search: no Brave or SearXNG configured):\n"
+                    "1. Write-Ahead Logging\n   https://www.sqlite.org/wal.html\n"
+                    "   The WAL journal mode & its checkpoints.\n"
+                    "2. WAL - Wikipedia\n   https://en.wikipedia.org/wiki/WAL")
+
+
+def test_configured_backends_win_over_the_keyless_one(server):
+    server.route("/search", json_reply(SEARXNG_BODY), method="GET")
+    server.route(DDG_PATH, html_reply(DDG_PAGE))
+
+    text = get_tool("web_search").run({"query": "q"}, ddg_settings(server, searxng_url=server.url))
+
+    assert [urlsplit(r.path).path for r in server.requests] == ["/search"]
+    assert "DuckDuckGo" not in text
+    search("q", 1, ddg_settings(server, searxng_url=server.url, search_backend="duckduckgo"))
+    assert urlsplit(server.requests[-1].path).path == DDG_PATH
+
+
+@pytest.mark.parametrize("status", [202, 403, 429])
+def test_keyless_rate_limit_is_a_tool_error(server, status):
+    server.route(DDG_PATH, html_reply("<html>slow down</html>", status=status))
+
+    with pytest.raises(ToolError, match=rf"DuckDuckGo \(keyless\) refused the search \(HTTP {status}\): "
+                                        "it is rate-limiting or blocking") as caught:
+        search("q", 3, ddg_settings(server))
+    assert "BRAVE_API_KEY" in str(caught.value)
+
+
+def test_keyless_challenge_page_is_a_tool_error(server):
+    server.route(DDG_PATH, html_reply('<html><form id="challenge-form" class="anomaly-modal"></form></html>'))
+
+    with pytest.raises(ToolError, match="bot challenge"):
+        search("q", 3, ddg_settings(server))
+
+
+def test_keyless_errors_reach_the_model_in_the_loop(server):
+    from conftest import invoke
+    from localserver import text_stream
+    from test_tool_loop import tool_call_stream
+
+    server.route(DDG_PATH, html_reply("busy", status=202))
+    server.chat([Reply(pieces=tool_call_stream([("c1", "web_search", '{"query": "q"}')])),
+                 Reply(pieces=text_stream("sorry"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_search", "--json", "go",
+               env={"LLMCLI_DUCKDUCKGO_URL": server.url + DDG_PATH})
+    assert r.exit_code == 0, r
+    (call,) = json.loads(r.stdout)["tool_calls"]
+    assert call["output"] is None and "rate-limiting" in call["error"]
+
+
+def test_search_command_labels_keyless_results(server):
+    from conftest import invoke
+
+    server.route(DDG_PATH, html_reply(DDG_PAGE))
+    r = invoke("search", "-n", "1", "sqlite", env={"LLMCLI_DUCKDUCKGO_URL": server.url + DDG_PATH})
+    assert r.exit_code == 0, r
+    assert r.stdout.startswith("1. Write-Ahead Logging\n")
+    assert "llmcli: Results from DuckDuckGo (keyless" in r.stderr
+    r = invoke("search", "--json", "sqlite", env={"LLMCLI_DUCKDUCKGO_URL": server.url + DDG_PATH})
+    assert {x["source"] for x in json.loads(r.stdout)} == {"duckduckgo"}
+
+
+def test_keyless_url_from_config(server, tmp_path):
+    from conftest import invoke
+
+    server.route(DDG_PATH, html_reply(DDG_PAGE))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"tools:\n  web_search:\n    duckduckgo_url: {server.url}{DDG_PATH}\n")
+    r = invoke("search", "--config", str(config), "--json", "sqlite", env={"LLMCLI_DUCKDUCKGO_URL": ""})
+    assert r.exit_code == 0, r
+    assert len(json.loads(r.stdout)) == 3
+
+
+def test_keyless_backend_imports_nothing_new_at_start():
+    import subprocess
+    import sys
+
+    code = "import llmcli.tools.search, sys; print(sorted(m for m in ('requests', 'ddgs', 'primp', 'lxml') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
+    assert out.strip() == "[]"

@@ -117,7 +117,12 @@ def request_options(f):
                      help="Never run tool NAME (glob allowed); the model is told it was refused. Repeatable."),
         click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
         click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Offer the command tools defined in a YAML FILE (see tools.user). Repeatable."),
+                     help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of "
+                          "a .py FILE (type hints and docstrings give the schema). Repeatable."),
+        click.option("--text-tool-calls/--no-text-tool-calls", "text_tool_calls", default=None,
+                     help="Also run tool calls the model writes as text (<tool_call>{...}</tool_call>, a bare "
+                          '{"name": ..., "arguments": ...}, Llama-3 styles), as local models do; only for '
+                          "enabled tools.  [config: providers.NAME.text_tool_calls]"),
         click.option("--allow-private-urls", is_flag=True, default=None,
                      help="Let web_fetch reach private, loopback and link-local addresses."),
         click.option("--retries", type=click.IntRange(0), metavar="N",
@@ -145,7 +150,7 @@ def request_options(f):
 FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
-    "functions", "retries", "connect_timeout",
+    "functions", "text_tool_calls", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug", "max_input_bytes",
 ) + BUDGET_FLAG_NAMES
 
@@ -479,18 +484,26 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 
 @cli.command("tools", context_settings=CONTEXT_SETTINGS)
 @click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
-def tools_command(json_output):
-    """List the built-in tools and their JSON schemas."""
+@click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also list the tools defined in FILE (YAML command tools or a .py file). Repeatable.")
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="YAML config file.  [env: LLMCLI_CONFIG]")
+def tools_command(json_output, **params):
+    """List the tools and their JSON schemas: the built-ins, then user tools (tools.user, --functions)."""
     import json
 
     from ..tools import BUILTIN_TOOLS
+    from ..tools.user import configured_user_tools
 
+    settings = settings_from_params(params, need_provider=False)
+    tools = list(BUILTIN_TOOLS.values()) + configured_user_tools(dict(settings.tool_config))
     if json_output:
-        click.echo(json.dumps([t.schema() for t in BUILTIN_TOOLS.values()], indent=2))
+        click.echo(json.dumps([t.schema() for t in tools], indent=2))
         return
-    for tool in BUILTIN_TOOLS.values():
-        click.echo(f"{tool.name}: {tool.description}")
-        click.echo("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
+    for tool in tools:
+        origin = getattr(tool, "origin", "builtin")
+        echo_outside(f"{tool.name}: {tool.description}" + (f"  [{origin}]" if origin != "builtin" else ""))
+        echo_outside("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
         click.echo("")
 
 
@@ -513,12 +526,14 @@ def tool_command_options(f):
               help="Number of results.")
 @tool_command_options
 def search(query, count, json_output, **params):
-    """Run the web_search tool directly (Brave or SearXNG, from the config)."""
+    """Run the web_search tool directly (Brave or SearXNG from the config; else DuckDuckGo, keyless)."""
     import json
 
-    from ..tools.search import search as do_search
+    from ..tools.search import KEYLESS_LABEL, search as do_search
 
     results = do_search(" ".join(query), count, _tool_settings_from(params))
+    if any(r.source == "duckduckgo" for r in results):
+        click.echo(f"llmcli: {KEYLESS_LABEL}", err=True)
     if json_output:
         click.echo(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=2))
         return

@@ -66,7 +66,7 @@ KNOWN_TOP_KEYS = {
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities",
+    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities", "text_tool_calls",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
@@ -113,6 +113,7 @@ class Settings:
     max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS  # per turn; the extra calls get an error result
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     allow_private_urls: bool = False
+    text_tool_calls: bool = False  # recognise tool calls the model writes as text (wire/textcalls.py)
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
@@ -588,6 +589,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
     if env.get("LLMCLI_SEARXNG_URL"):
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
+    if env.get("LLMCLI_DUCKDUCKGO_URL"):
+        search_cfg["duckduckgo_url"] = env["LLMCLI_DUCKDUCKGO_URL"]
 
     # -- budgets -------------------------------------------------------------------------------
     budget_cfg = data.get("budget") or {}
@@ -597,6 +600,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
                        for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
 
+    text_tool_calls = flags.get("text_tool_calls")
+    if text_tool_calls is None:
+        text_tool_calls = strict_bool(prov_cfg.get("text_tool_calls"), f"providers.{provider}.text_tool_calls")
     debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", ""))
                  or strict_bool(data.get("debug"), f"debug (in {path})"))
     ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
@@ -634,13 +640,14 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
                      # the approval policy and user tools, raw: llmcli.tools validates and reads them
                      ("approval", dict(tools_cfg.get("approval") or {})),
-                     ("user", tools_cfg.get("user") or ()),
+                     ("user", _user_tools_relative_to(tools_cfg.get("user") or (), path)),
                      ("functions", tuple(flags.get("functions") or ())),
                      ("allow_tool", tuple(flags.get("allow_tool") or ())),
                      ("deny_tool", tuple(flags.get("deny_tool") or ())),
                      ("yes", bool(flags.get("yes"))),
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
+        text_tool_calls=bool(text_tool_calls),
         max_input_bytes=max_input,
         max_event_bytes=max_event,
         chat=tuple((data.get("chat") or {}).items()),
@@ -656,6 +663,23 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         sources=tuple(sources.items()),
         warnings=tuple(warnings),
     )
+
+
+def _user_tools_relative_to(specs, config_file):
+    """`tools.user: [{python: FILE}]` with a relative FILE means next to the config file, not the cwd."""
+    if isinstance(specs, dict) and set(specs) == {"python"}:  # `user: {python: FILE or [FILES]}`
+        files = specs["python"] if isinstance(specs["python"], list) else [specs["python"]]
+        specs = [{"python": f} for f in files]
+    if not isinstance(specs, list) or not config_file:
+        return specs
+    base = os.path.dirname(os.path.abspath(config_file))
+    out = []
+    for spec in specs:
+        if isinstance(spec, dict) and isinstance(spec.get("python"), str):
+            file = os.path.expanduser(spec["python"])
+            spec = dict(spec, python=file if os.path.isabs(file) else os.path.join(base, file))
+        out.append(spec)
+    return out
 
 
 def normalise_base_url(url: str, source: str) -> str:

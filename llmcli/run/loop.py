@@ -27,14 +27,19 @@ def make_tool_settings(settings: Settings):
     search = cfg.get("web_search") or {}
     fetch = cfg.get("web_fetch") or {}
     kwargs = {}
-    if search.get("backend"):
-        kwargs["search_backend"] = str(search["backend"])
+    backend = search.get("backend")
+    if backend is False:  # YAML reads `backend: off` as false
+        backend = "off"
+    if backend:
+        kwargs["search_backend"] = str(backend)
     if search.get("brave_api_key"):
         kwargs["brave_api_key"] = str(search["brave_api_key"])
     if search.get("brave_url"):
         kwargs["brave_url"] = str(search["brave_url"])
     if search.get("searxng_url"):
         kwargs["searxng_url"] = str(search["searxng_url"])
+    if search.get("duckduckgo_url"):
+        kwargs["duckduckgo_url"] = str(search["duckduckgo_url"])
     for key, convert in (("timeout", float), ("max_bytes", int), ("max_chars", int), ("max_redirects", int)):
         if fetch.get(key) is not None:
             kwargs[key] = convert(fetch[key])
@@ -286,9 +291,17 @@ class ChatRun:
                 self.budget.abandon()
             raise
         self.requests_sent += 1
+        textcalls = None
+        if self.settings.text_tool_calls and self.tools:
+            from ..wire.textcalls import TextCallFilter
+
+            # ids unique in the conversation (a chat starts each message at round 0): count its turns
+            turn_no = sum(1 for m in self.messages if isinstance(m, dict) and m.get("role") == "assistant")
+            textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{turn_no}")
         try:
             try:
-                for ev in exchange.events():
+                events = exchange.events() if textcalls is None else _text_calls_removed(exchange.events(), textcalls)
+                for ev in events:
                     if isinstance(ev, TextDelta):
                         self._first_token()
                         self.content_parts.append(ev.text)
@@ -302,7 +315,15 @@ class ChatRun:
                         self.finish_reason = ev.reason
                     yield ev
                 turn = exchange.decoder.finish()
+                if textcalls is not None:
+                    turn = _with_text_calls(turn, textcalls)
             except LLMCliError:
+                if textcalls is not None and textcalls.holding:
+                    # the stream failed while a possible call was held back: the user keeps that text
+                    held = TextDelta(textcalls.holding)
+                    self.content_parts.append(held.text)
+                    self.current_turn_text.append(held.text)
+                    yield held
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)
                 self._count_spend(body, partial)
@@ -412,6 +433,34 @@ class ChatRun:
             if partial is not None:
                 messages.append(partial)
         return messages
+
+
+def _text_calls_removed(events, textcalls):
+    """The turn's events with tool calls written as text taken out of the TextDeltas (--text-tool-calls).
+    The finish reason waits until the held-back text is decided, so it still comes after the last text."""
+    finish = []
+    for ev in events:
+        if isinstance(ev, TextDelta):
+            shown = textcalls.feed(ev.text)
+            if shown:
+                yield TextDelta(shown)
+        elif isinstance(ev, FinishReason):
+            finish.append(ev)
+        else:
+            yield ev
+    tail = textcalls.finish()
+    if tail:
+        yield TextDelta(tail)
+    yield from finish
+
+
+def _with_text_calls(turn: TurnResult, textcalls) -> TurnResult:
+    """The turn as if the calls written as text had come as `tool_calls` (its content without them)."""
+    from dataclasses import replace
+
+    if not textcalls.calls:
+        return turn
+    return replace(turn, content=textcalls.shown, tool_calls=list(turn.tool_calls) + textcalls.calls)
 
 
 def _forces_a_call(tool_choice) -> bool:

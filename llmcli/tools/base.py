@@ -11,6 +11,7 @@ from .. import __version__
 from ..errors import ToolError
 
 BRAVE_SEARCH_URL = "https://api.search.brave.com/res/v1/web/search"
+DUCKDUCKGO_HTML_URL = "https://html.duckduckgo.com/html/"  # the keyless backend (tools/search.py)
 DEFAULT_USER_AGENT = f"llmcli/{__version__} (+https://github.com/llmcli)"
 
 # host, port -> IP address strings. The default is socket.getaddrinfo.
@@ -23,10 +24,11 @@ AddressPolicy = Callable[[Any, bool], Optional[str]]
 class ToolSettings:
     """Everything the built-in tools need from the configuration, frozen."""
 
-    search_backend: Optional[str] = None  # "brave" | "searxng" | None: pick from what is configured
+    search_backend: Optional[str] = None  # brave | searxng | duckduckgo | off | None: pick from what is configured
     brave_api_key: Optional[str] = None
     brave_url: str = BRAVE_SEARCH_URL
     searxng_url: Optional[str] = None  # instance root; the JSON API is {root}/search?format=json
+    duckduckgo_url: str = DUCKDUCKGO_HTML_URL  # overridable: tests point it at a local stand-in
     allow_private: bool = False  # let web_fetch reach loopback, private and link-local addresses
     timeout: float = 15.0  # seconds, for connecting and for each read
     max_bytes: int = 5_000_000  # stop reading a response body here

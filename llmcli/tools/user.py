@@ -1,5 +1,7 @@
 """User-defined command tools (`tools.user:` in the config, `--functions FILE`): an argv template
-run without a shell, with `{param}` substitution and/or the arguments as JSON on stdin.
+run without a shell, with `{param}` substitution and/or the arguments as JSON on stdin. A `.py`
+file (`--functions tools.py`, or `- python: tools.py` in `tools.user`) offers its functions instead
+(llmcli.tools.pyfunc).
 
     - name: word_count
       description: Count words in a text
@@ -108,15 +110,32 @@ class CommandTool(Tool):
 def load_user_tools(specs: Any, where: str = "tools.user") -> List[Tool]:
     if not specs:
         return []
+    if isinstance(specs, dict) and set(specs) == {"python"}:  # `user: {python: FILE or [FILES]}`
+        files = specs["python"] if isinstance(specs["python"], list) else [specs["python"]]
+        specs = [{"python": f} for f in files]
     if isinstance(specs, dict):  # {name: spec} is accepted too
         specs = [dict(v or {}, name=k) for k, v in specs.items()]
     if not isinstance(specs, list):
         raise ConfigError(f"{where}: expected a list of tools")
-    return [CommandTool(spec, where) for spec in specs]
+    tools: List[Tool] = []
+    for spec in specs:
+        if isinstance(spec, dict) and "python" in spec:
+            from .pyfunc import load_python_tools
+
+            if not isinstance(spec["python"], str) or not spec["python"].strip():
+                raise ConfigError(f"{where}: python: expects the path of a .py file")
+            tools.extend(load_python_tools(os.path.expanduser(spec["python"])))
+        else:
+            tools.append(CommandTool(spec, where))
+    return tools
 
 
 def load_functions_file(path: str) -> List[Tool]:
-    """--functions FILE: a YAML (or JSON) list of command tools."""
+    """--functions FILE: a YAML (or JSON) list of command tools, or a .py file of Python functions."""
+    if path.endswith(".py"):
+        from .pyfunc import load_python_tools
+
+        return load_python_tools(path, where=f"--functions {path}")
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -131,3 +150,11 @@ def load_functions_file(path: str) -> List[Tool]:
     if isinstance(data, dict) and "tools" in data:
         data = data["tools"]
     return load_user_tools(data, where=path)
+
+
+def configured_user_tools(tool_config: dict) -> List[Tool]:
+    """The user tools the settings define: `tools.user` from the config, then each --functions FILE."""
+    tools = load_user_tools(tool_config.get("user"))
+    for path in tool_config.get("functions") or ():
+        tools.extend(load_functions_file(path))
+    return tools
