@@ -138,7 +138,7 @@ def request_options(f):
 FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
-    "functions", "retries", "connect_timeout",
+    "functions", "mcp", "mcp_config", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug",
 )
 
@@ -182,10 +182,14 @@ def cli():
     """
 
 
+from .mcp import mcp_options  # noqa: E402 (imports only click)
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("prompt", nargs=-1)
 @connection_options
 @request_options
+@mcp_options
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file to the message, headed by its name ('-' reads stdin). Repeatable.")
 @click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
@@ -412,6 +416,7 @@ def _silence_stdout():
 @click.argument("message", nargs=-1)
 @connection_options
 @request_options
+@mcp_options
 @click.option("--vi", "vi_mode", is_flag=True, default=None, help="Vi editing keys (default: emacs; config chat.vi_mode).")
 @click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
               help="Show reasoning dimmed (toggle in the REPL with /reasoning).  [default: on]")
@@ -457,18 +462,23 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 
 @cli.command("tools", context_settings=CONTEXT_SETTINGS)
 @click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
-def tools_command(json_output):
-    """List the built-in tools and their JSON schemas."""
+@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="YAML config file.  [env: LLMCLI_CONFIG]")
+@mcp_options
+def tools_command(json_output, **params):
+    """List the built-in tools and the configured MCP servers' tools, with their JSON schemas."""
     import json
 
     from ..tools import BUILTIN_TOOLS
+    from .mcp import mcp_tool_rows
 
+    tools = list(BUILTIN_TOOLS.values()) + mcp_tool_rows(params)
     if json_output:
-        click.echo(json.dumps([t.schema() for t in BUILTIN_TOOLS.values()], indent=2))
+        click.echo(json.dumps([t.schema() for t in tools], ensure_ascii=False, indent=2))
         return
-    for tool in BUILTIN_TOOLS.values():
-        click.echo(f"{tool.name}: {tool.description}")
-        click.echo("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
+    for tool in tools:
+        echo_outside(f"{tool.name}: {tool.description}")
+        echo_outside("  parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
         click.echo("")
 
 
@@ -679,3 +689,7 @@ def replay(file, json_output, jsonl_output):
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+
+from .mcp import mcp_group  # noqa: E402
+
+cli.add_command(mcp_group)

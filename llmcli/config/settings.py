@@ -59,7 +59,7 @@ LOCAL_PROVIDER = "local"
 # Keys the config file may hold; anything else gets a warning (a typo should not pass silently).
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
-    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+    "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local", "mcp",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -107,6 +107,7 @@ class Settings:
     confirm_tools: bool = False
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
+    mcp_servers: Tuple[Any, ...] = ()  # config.mcp.ServerSpec: mcp.servers, --mcp-config, --mcp
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
@@ -507,6 +508,11 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
                      DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
     local_cfg = dict(data.get("local") or {})
+    from .mcp import resolve_mcp_servers  # stdlib only; checked now so a bad entry is exit 3 at start-up
+
+    mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
+                                                    flags.get("mcp") or ())
+    warnings.extend(f"{path}: {w}" if w.startswith("unknown config key") else w for w in mcp_warnings)
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
 
@@ -539,6 +545,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("yes", bool(flags.get("yes"))),
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
+        mcp_servers=mcp_servers,
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),

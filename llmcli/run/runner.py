@@ -35,17 +35,40 @@ def announce_local_model(settings, transport, diag):
                   "(to use another, configure a provider: llmcli config init)")
 
 
-def enabled_tools(settings):
+def enabled_tools(settings, mcp=None):
     """The built-ins named by -T/--tools, then the user tools (tools.user, --functions), which are
-    offered whenever they are defined (unless --no-tools)."""
+    offered whenever they are defined (unless --no-tools), then the MCP servers' tools from `mcp`
+    (a tools.mcp.McpHub), filtered by the -T names that are not built-ins (server__tool, server__*)."""
     cfg = dict(settings.tool_config)
     tools = []
     if settings.tools:
-        from ..tools import get_tool
+        from ..tools import BUILTIN_TOOLS, get_tool
 
-        tools = [get_tool(name) for name in settings.tools]
-    if cfg.get("no_tools") or not (cfg.get("user") or cfg.get("functions")):
-        return tools
+        tools = [get_tool(name) for name in settings.tools if name in BUILTIN_TOOLS or not settings.mcp_servers]
+    if not cfg.get("no_tools") and (cfg.get("user") or cfg.get("functions")):
+        tools = _with_user_tools(tools, cfg)
+    if mcp is not None and not cfg.get("no_tools"):
+        from ..tools import BUILTIN_TOOLS
+
+        filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
+        tools.extend(mcp.tools(taken=[t.name for t in tools], filters=filters))
+    return tools
+
+
+def open_mcp(settings, warn):
+    """The MCP servers of a run or chat session (started on first use), or None without any."""
+    if not settings.mcp_servers or dict(settings.tool_config).get("no_tools"):
+        return None
+    import atexit
+
+    from ..tools.mcp import McpHub
+
+    hub = McpHub(settings.mcp_servers, warn=warn)
+    atexit.register(hub.close)  # a backstop: every owner closes it itself
+    return hub
+
+
+def _with_user_tools(tools, cfg):
     from ..tools.user import load_functions_file, load_user_tools
 
     user = load_user_tools(cfg.get("user"))
@@ -124,8 +147,22 @@ def isatty(stream) -> bool:
 class RunWiring:
     """Everything one ChatRun needs, built from settings; keeps the debug recorder for afterwards."""
 
-    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None):
+    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None, mcp=None):
         self.settings = settings
+        # The MCP servers: a chat session passes its own (they live as long as it does); otherwise
+        # this run owns them and drive() stops them when the run ends, however it ends.
+        self.owned_mcp = open_mcp(settings, diag.warning) if mcp is None else None
+        try:
+            self._build(settings, messages, diag, err, stream, transport, mcp or self.owned_mcp)
+        except BaseException:  # noqa: B902 - Ctrl-C while a server starts must not leave it running
+            self.close()
+            raise
+
+    def close(self):
+        if self.owned_mcp is not None:
+            self.owned_mcp.close()
+
+    def _build(self, settings, messages, diag, err, stream, transport, mcp):
         self.diag = diag
         self.recorder = None
         if settings.debug:
@@ -135,7 +172,7 @@ class RunWiring:
             diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
-        tools = enabled_tools(settings)
+        tools = enabled_tools(settings, mcp)
         confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag))
         if transport is None:
             transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
@@ -159,6 +196,7 @@ class RunWiring:
             # Closing the generator runs ChatRun's finally blocks, which close the HTTP response now:
             # the server sees the connection go away at once, not when the socket is garbage-collected.
             events.close()
+            self.close()
         return error, stopped
 
     def after(self, error):
