@@ -150,8 +150,15 @@ def mcp_call(server, tool, arguments, json_output, **params):
     elif not is_error:
         echo_outside(text)
     if is_error:
-        err = LLMCliError(text)
-        raise err
+        if not json_output:
+            click.echo(text, err=True) if not sys.stderr.isatty() else echo_err_outside(text)
+        raise LLMCliError(f"{tool} returned an error (isError)")
+
+
+def echo_err_outside(text):
+    from ..output.sanitize import sanitize
+
+    click.echo(sanitize(text, bidi=True), err=True)
 
 
 def mcp_tool_rows(params):

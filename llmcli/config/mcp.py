@@ -166,6 +166,10 @@ def one_off_server(value: str, index: int, defaults: dict) -> ServerSpec:
         words = [a for a in argv if not a.startswith("-")]
         launchers = {"npx", "uvx", "pipx", "node", "python", "python3", "deno", "bunx", "bun", "run"}
         word = next((w for w in words if os.path.basename(w) not in launchers), words[0] if words else "mcp")
+        if os.path.splitext(os.path.basename(word))[0] in ("index", "main", "server", "cli", "__main__"):
+            # node …/server-everything/dist/index.js: the package's directory says what it is
+            parts = [p for p in word.replace("\\", "/").split("/")[:-1] if p not in ("dist", "build", "lib", "src", "bin")]
+            word = parts[-1] if parts else word
         word = os.path.splitext(os.path.basename(word.split("@")[-1] if word.startswith("@") else word))[0]
         word = re.sub(r"^(mcp[-_]server[-_]|server[-_])", "", word) or word
         name = re.sub(r"[^A-Za-z0-9_-]", "_", word)[:32] or f"mcp{index}"

@@ -120,6 +120,14 @@ def _describe_exception(exc: BaseException) -> str:
         return f"command not found: {exc.filename or exc}"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and getattr(exc, "title", None):  # pydantic: what the server sent was invalid
+        try:
+            first = errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            return f"the server sent an invalid {exc.title} ({where}: {first.get('msg')})"
+        except (IndexError, TypeError, AttributeError):
+            pass
     message = str(exc).strip() or type(exc).__name__
     error = getattr(exc, "error", None)
     if error is not None and getattr(error, "message", None):
@@ -216,8 +224,8 @@ class McpServer:
         """Exceptions from the transport arrive here: for stdio, a stdout line that is not JSON-RPC."""
         if isinstance(message, Exception) and not self._garbage_warned:
             self._garbage_warned = True
-            self.hub.warn(f"MCP server {self.spec.name!r} wrote something that is not JSON-RPC "
-                          f"(ignored): {_describe_exception(message)[:120]}")
+            self.hub.warn(f"MCP server {self.spec.name!r} wrote lines on stdout that are not JSON-RPC "
+                          "(ignored; a stdio server must keep stdout for the protocol)")
 
     async def _call(self, name, arguments, timeout):
         import anyio
@@ -226,6 +234,8 @@ class McpServer:
             return await self._session.call_tool(name, arguments)
 
     async def _list(self):
+        """Every page of tools/list. The SDK validates the whole listing: one tool whose schema is not
+        an object fails it all, and the server is reported with that tool's path (tools.N.inputSchema)."""
         import anyio
 
         tools, cursor = [], None
@@ -256,19 +266,27 @@ class McpServer:
         self._task_done = asyncio.run_coroutine_threadsafe(self._serve(ready), loop)
         try:
             ready.result(self.spec.startup_timeout + 5)  # the task bounds itself; this is a backstop
-        except concurrent.futures.TimeoutError:
-            self._fail(f"did not start within {self.spec.startup_timeout:g}s")
-            return False
-        except Exception as exc:
+        except Exception as exc:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
             reason = _describe_exception(exc)
-            if isinstance(exc, TimeoutError) or "TimeoutError" in type(exc).__name__:
-                reason = f"did not answer initialize within {self.spec.startup_timeout:g}s"
-            elif self.spec.transport == "stdio" and self.pids and not any(_alive(p) for p in self.pids):
+            if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
+                reason = (f"did not answer initialize within {self.spec.startup_timeout:g}s "
+                          "(mcp.startup_timeout)")
+            elif self.spec.transport == "stdio" and self.pids and self._exited(1.0 if "closed" in reason.lower() else 0):
                 reason = "exited during start-up"
             stderr = _last_line(self.errlog)
             self._fail(reason + (f" (its stderr: {stderr})" if stderr else ""))
             return False
         self.status = "running"
+        return True
+
+    def _exited(self, wait: float) -> bool:
+        """Whether the server's process is gone, waiting up to `wait` s: it closes stdout a moment
+        before it exits, so "connection closed" alone does not say which happened."""
+        deadline = time.monotonic() + wait
+        while any(_alive(p) for p in self.pids):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
         return True
 
     def _fail(self, reason):
@@ -283,8 +301,9 @@ class McpServer:
             try:
                 self.listing = self._wait(self._list(), self.spec.timeout, "listing its tools")
             except McpUnavailable as exc:
-                self.status, self.error = "failed", str(exc).split(": ", 1)[-1]
-                raise
+                reason = str(exc).split(": ", 1)[-1]
+                self.status, self.error = "failed", reason if "listing" in reason else f"listing its tools: {reason}"
+                raise McpUnavailable(f"MCP server {self.spec.name!r}: {self.error}") from None
         return self.listing
 
     def call(self, name: str, arguments: dict):
@@ -308,7 +327,7 @@ class McpServer:
             raise
         except Exception as exc:
             reason = _describe_exception(exc)
-            if self.spec.transport == "stdio" and self.pids and not any(_alive(p) for p in self.pids):
+            if self.spec.transport == "stdio" and self.pids and self._exited(1.0 if "closed" in reason.lower() else 0):
                 self.status, self.error = "failed", "the server exited"
                 stderr = _last_line(self.errlog)
                 reason = "the server exited" + (f" (its stderr: {stderr})" if stderr else "")
