@@ -3,7 +3,7 @@ reference servers do not have: crash, hang, a 5 MB result, an invalid schema, te
 JSON-RPC, no answer to `initialize`, an exit at start-up.
 
     python tests/mcp_server.py [--garbage] [--no-init] [--exit] [--invalid-schema]
-                               [--pidfile FILE] [--http PORT]
+                               [--pidfile FILE] [--startlog FILE] [--http PORT]
 
 --pidfile writes this process's pid and that of a child it starts (sleep), one per line, so a test
 can check that the whole process tree is gone after llmcli stops.
@@ -25,6 +25,9 @@ def main(argv):
         with open(path + ".tmp", "w") as fh:
             fh.write(f"{os.getpid()}\n{child.pid}\n")
         os.replace(path + ".tmp", path)
+    if "--startlog" in argv:  # one line per start: a chat session must start its servers once
+        with open(argv[argv.index("--startlog") + 1], "a") as fh:
+            fh.write(f"{os.getpid()}\n")
     if "--garbage" in argv:
         sys.stdout.write("Starting server... (this line is not JSON-RPC)\n")
         sys.stdout.flush()

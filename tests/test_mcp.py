@@ -371,3 +371,64 @@ def test_signal_during_a_call_leaves_no_process(server, tmp_path, signum, code):
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
     assert not any(alive(p) for p in pids), [p for p in pids if alive(p)]
+
+
+# -- on a terminal: the approval prompt, a chat session ---------------------------------------------
+
+
+def test_approval_prompt_on_a_terminal(server, tmp_path):
+    import pexpect
+
+    cfg = write_config(tmp_path)
+    calls = [("c1", "echo", '{"text": "one"}'), ("c2", "add", '{"a": 1, "b": 2}')]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("fin"))])
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "ask", "--base-url", server.base_url, "--config", cfg,
+                                           "--mcp", ours(), "go"], env=dict(os.environ), encoding="utf-8", timeout=20)
+    try:
+        child.expect_exact("llmcli: run echo(")
+        child.expect_exact("[y]es/[n]o/[a]lways: ")
+        child.sendline("y")
+        child.expect_exact("llmcli: run add(")
+        child.expect_exact("[y]es/[n]o/[a]lways: ")
+        child.sendline("n")
+        child.expect_exact("fin")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    follow = chat_requests(server)[1].json
+    assert [m["content"] for m in follow["messages"] if m["role"] == "tool"] == ["one", "error: refused by user"]
+
+
+def test_chat_session_starts_servers_once_and_uses_several(server, tmp_path):
+    from test_repl import Repl, WAIT
+
+    import pexpect
+
+    startlog = tmp_path / "starts"
+    cfg = write_config(tmp_path, servers={
+        "t": {"command": sys.executable, "args": [os.path.join(HERE, "mcp_server.py"), "--startlog", str(startlog)]},
+        "time": {"command": os.path.join(BIN, "mcp-server-time")}})
+    server.chat([Reply(pieces=tool_call_stream([("c1", "echo", '{"text": "first"}'),
+                                                ("c2", "get_current_time", '{"timezone": "UTC"}')])),
+                 Reply(pieces=text_stream("one done")),
+                 Reply(pieces=tool_call_stream([("c3", "add", '{"a": 20, "b": 22}')])),
+                 Reply(pieces=text_stream("two done"))])
+    child = pexpect.spawn(sys.executable, ["-m", "llmcli", "chat", "--base-url", server.base_url, "--config", cfg,
+                                           "--yes"], env=dict(os.environ, TERM="xterm"), dimensions=(40, 120),
+                          encoding="utf-8", timeout=WAIT)
+    child.delaybeforesend = 0.01
+    repl = Repl(child)
+    try:
+        repl.prompt()
+        assert "one done" in repl.say("first question")
+        assert "two done" in repl.say("second question")
+        assert repl.exit() == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert len(startlog.read_text().split()) == 1  # once for the session, not once per answer
+    pid = int(startlog.read_text().split()[0])
+    assert not alive(pid)
+    tool_msgs = [m["content"] for m in chat_requests(server)[3].json["messages"] if m["role"] == "tool"]
+    assert tool_msgs[0] == "first" and '"timezone": "UTC"' in tool_msgs[1] and tool_msgs[2] == "42"

@@ -50,8 +50,14 @@ def enabled_tools(settings, mcp=None):
     if mcp is not None and not cfg.get("no_tools"):
         from ..tools import BUILTIN_TOOLS
 
+        from ..tools.mcp import matches
+
         filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
-        tools.extend(mcp.tools(taken=[t.name for t in tools], filters=filters))
+        offered = mcp.tools(taken=[t.name for t in tools], filters=filters)
+        for pattern in filters:
+            if not any(matches(t, [pattern]) for t in offered):
+                mcp.warn(f"-T {pattern}: no built-in or MCP tool has that name (llmcli mcp list shows them)")
+        tools.extend(offered)
     return tools
 
 

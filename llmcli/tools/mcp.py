@@ -169,8 +169,8 @@ class McpServer:
 
                         from mcp import StdioServerParameters, stdio_client
 
+                        # Closed by the hub, not here: start() reads its last line while this task tears down.
                         self.errlog = tempfile.TemporaryFile()
-                        stack.callback(self.errlog.close)
                         params = StdioServerParameters(command=spec.command, args=list(spec.args),
                                                        env=dict(spec.env) or None, cwd=spec.cwd,
                                                        encoding_error_handler="replace")
@@ -539,6 +539,8 @@ class McpHub:
                 pass
         for server in started:
             server._reap()
+            if server.errlog is not None:
+                server.errlog.close()
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
