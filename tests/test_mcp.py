@@ -241,8 +241,10 @@ def test_a_server_that_cannot_start_is_one_line(server, tmp_path, flag, warning)
     assert len(lines) == 1 and lines[0].startswith("llmcli: warning: MCP server 'broken': ") and warning in lines[0]
     assert "Traceback" not in r.stderr
     assert json.loads(r.stdout)["tool_calls"][0]["output"] == "x"
-    r = invoke("mcp", "list", "--json", "--config", cfg, "--mcp", ours(flag, name="broken"))
-    (row,) = json.loads(r.stdout)
+    r = invoke("mcp", "list", "--json", "--config", cfg, "--mcp", ours(flag, name="broken"), "--mcp", ours())
+    assert r.exit_code == 6 and "llmcli: error: 1 of 2 MCP servers failed: broken" in r.stderr
+    row, good = json.loads(r.stdout)
+    assert good["status"] == "running" and good["tools"]
     assert row["status"] == "failed" and warning in row["error"] and row["tools"] == []
 
 
@@ -432,3 +434,48 @@ def test_chat_session_starts_servers_once_and_uses_several(server, tmp_path):
     assert not alive(pid)
     tool_msgs = [m["content"] for m in chat_requests(server)[3].json["messages"] if m["role"] == "tool"]
     assert tool_msgs[0] == "first" and '"timezone": "UTC"' in tool_msgs[1] and tool_msgs[2] == "42"
+
+
+def test_http_server_headers_and_refusals(server, tmp_path):
+    server.route("/mcp", Reply(status=401, pieces=[b'{"error": "unauthorized"}'], content_type="application/json",
+                               chunked=False))
+    cfg = write_config(tmp_path, servers={"remote": {"url": server.url + "/mcp",
+                                                     "headers": {"Authorization": "Bearer sekrit-token"}}})
+    r = invoke("mcp", "list", "--config", cfg)
+    assert r.exit_code == 6, r
+    assert "remote  http  " + server.url + "/mcp  [failed: " in r.stdout
+    assert "sekrit" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    sent = [q for q in server.requests if q.path == "/mcp"]
+    assert sent and sent[0].headers.get("Authorization") == "Bearer sekrit-token"
+    assert sent[0].json["method"] == "initialize"
+    port = free_port()  # nothing listens there
+    for url in (f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}/sse"):
+        r = invoke("mcp", "list", "--json", "--config", write_config(tmp_path), "--mcp", f"gone={url}")
+        assert r.exit_code == 6 and "Traceback" not in r.stderr, r
+        assert json.loads(r.stdout)[0]["status"] == "failed"
+
+
+def test_ctrl_c_while_a_server_starts_leaves_no_process(server, tmp_path):
+    pidfile = tmp_path / "pids"
+    cfg = write_config(tmp_path, startup=60)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url, "--config", cfg,
+                             "--mcp", ours("--pidfile", str(pidfile), "--no-init"), "go"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not pidfile.exists():
+            time.sleep(0.05)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130 and "Traceback" not in err.decode(), err
+    assert not chat_requests(server)  # stopped before any request
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)

@@ -74,7 +74,11 @@ def mcp_group():
 @mcp_options
 @_config_option
 def mcp_list(json_output, **params):
-    """Start each server, list its tools with their input schemas, and stop it again."""
+    """Start each server, list its tools with their input schemas, and stop it again.
+
+    Every server is shown, also the ones that failed (status "failed" and why); the exit code is then
+    6, so a script can check that its servers work.
+    """
     hub, _ = _hub(params)
     try:
         tools = hub.tools()
@@ -90,16 +94,13 @@ def mcp_list(json_output, **params):
         hub.close()
     if json_output:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-        return
-    for row in rows:
-        status = row["status"] + (f": {row['error']}" if row["error"] else "")
-        echo_outside(f"{row['name']}  {row['transport']}  {row['target']}  [{status}]")
-        for tool in row["tools"]:
-            shown = tool["name"] if tool["name"] == tool["qualified_name"] else \
-                f"{tool['name']} (-T {tool['qualified_name']})"
-            echo_outside(f"  {shown}: {tool['description'].splitlines()[0] if tool['description'] else ''}")
-            echo_outside("    parameters: " + json.dumps(tool["input_schema"], ensure_ascii=False))
-        click.echo("")
+    else:
+        _print_rows(rows)
+    failed = [row["name"] for row in rows if row["status"] == "failed"]
+    if failed:
+        from ..tools.mcp import McpUnavailable
+
+        raise McpUnavailable(f"{len(failed)} of {len(rows)} MCP servers failed: {', '.join(failed)}")
 
 
 @mcp_group.command("call", context_settings=CONTEXT_SETTINGS)
@@ -153,6 +154,18 @@ def mcp_call(server, tool, arguments, json_output, **params):
         if not json_output:
             click.echo(text, err=True) if not sys.stderr.isatty() else echo_err_outside(text)
         raise LLMCliError(f"{tool} returned an error (isError)")
+
+
+def _print_rows(rows):
+    for row in rows:
+        status = row["status"] + (f": {row['error']}" if row["error"] else "")
+        echo_outside(f"{row['name']}  {row['transport']}  {row['target']}  [{status}]")
+        for tool in row["tools"]:
+            shown = tool["name"] if tool["name"] == tool["qualified_name"] else \
+                f"{tool['name']} (-T {tool['qualified_name']})"
+            echo_outside(f"  {shown}: {tool['description'].splitlines()[0] if tool['description'] else ''}")
+            echo_outside("    parameters: " + json.dumps(tool["input_schema"], ensure_ascii=False))
+        click.echo("")
 
 
 def echo_err_outside(text):

@@ -185,14 +185,19 @@ class McpServer:
                     with anyio.fail_after(spec.startup_timeout):
                         await session.initialize()
                 except BaseException as exc:  # noqa: B902 - told to the waiting thread before teardown
-                    if not ready.done():
+                    # A cancellation here is usually the transport's task group giving up (a refused
+                    # HTTP connection): the cause comes out of the teardown below, so wait for it.
+                    if not ready.done() and not isinstance(exc, asyncio.CancelledError):
                         ready.set_exception(exc)
                     raise
                 self._session = session
                 ready.set_result(None)
                 await self._stop.wait()
-        except Exception:  # already reported (start) or seen by the calls that failed
-            pass
+        except BaseException as exc:  # noqa: B902 - reported to start(), or seen by the calls that failed
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._session = None
 
@@ -266,6 +271,9 @@ class McpServer:
         self._task_done = asyncio.run_coroutine_threadsafe(self._serve(ready), loop)
         try:
             ready.result(self.spec.startup_timeout + 5)  # the task bounds itself; this is a backstop
+        except concurrent.futures.CancelledError:
+            self._fail("start-up was cancelled")
+            return False
         except Exception as exc:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
             reason = _describe_exception(exc)
             if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
