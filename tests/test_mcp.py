@@ -479,3 +479,22 @@ def test_ctrl_c_while_a_server_starts_leaves_no_process(server, tmp_path):
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
     assert not any(alive(p) for p in pids)
+
+
+def test_max_tool_rounds_with_mcp_tools(server, tmp_path):
+    call = tool_call_stream([("c1", "echo", '{"text": "again"}')], split=1)
+    server.chat([Reply(pieces=call), Reply(pieces=call), Reply(pieces=call)])
+    r = ask(server, write_config(tmp_path), "--mcp", ours(), "--yes", "--max-tool-rounds", "2", "--json", "go")
+    assert r.exit_code == 5, r
+    doc = json.loads(r.stdout)
+    assert [c["output"] for c in doc["tool_calls"]] == ["again", "again", None]
+    assert doc["tool_calls"][2]["error"] == "not executed"
+
+
+def test_without_the_sdk_it_is_one_config_error(server, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mcp", None)  # what `import mcp` does when it is not installed
+    r = ask(server, write_config(tmp_path), "--mcp", ours(), "go")
+    assert r.exit_code == 3, r
+    assert r.stderr.strip() == ("llmcli: error: MCP servers are configured, but the MCP SDK is not installed: "
+                                "pip install 'llmcli[mcp]' (or pip install mcp)")
+    assert not chat_requests(server)

@@ -485,6 +485,13 @@ class McpHub:
             if self._loop is None:
                 import asyncio
 
+                try:
+                    import mcp  # noqa: F401
+                except ImportError:
+                    from ..errors import ConfigError
+
+                    raise ConfigError("MCP servers are configured, but the MCP SDK is not installed: "
+                                      "pip install 'llmcli[mcp]' (or pip install mcp)") from None
                 _quiet_sdk_logging()
                 self._loop = asyncio.new_event_loop()
                 # A task still pending when close() gives up must not print a report at exit.
