@@ -95,6 +95,22 @@ def test_mcp_config_file_in_claude_desktop_shape(tmp_path):
     assert r.exit_code == 3 and "bad.json" in r.stderr and "not valid JSON" in r.stderr
 
 
+def test_env_and_headers_expand_variables(monkeypatch):
+    from llmcli.config.mcp import resolve_mcp_servers
+
+    monkeypatch.setenv("MCP_TEST_TOKEN", "tok123")
+    specs, warnings = resolve_mcp_servers({"servers": {
+        "a": {"command": "x", "env": {"KEY": "${MCP_TEST_TOKEN}", "N": 1}},
+        "b": {"url": "http://h/mcp", "headers": {"Authorization": "Bearer $MCP_TEST_TOKEN"}, "colour": 1},
+        "c": {"url": "http://h/sse"}, "d": {"command": "y", "disabled": True}}})
+    a, b, c = specs
+    assert dict(a.env) == {"KEY": "tok123", "N": "1"} and a.transport == "stdio"
+    assert dict(b.headers) == {"Authorization": "Bearer tok123"} and b.transport == "http"
+    assert c.transport == "sse"
+    assert warnings == ["mcp.servers.b: unknown key 'colour' (ignored)"]
+    assert "tok123" not in b.target()
+
+
 def test_no_servers_configured(tmp_path):
     r = invoke("mcp", "list")
     assert r.exit_code == 3 and "no MCP servers configured" in r.stderr

@@ -9,7 +9,7 @@ imports the `mcp` SDK: a bad definition is a ConfigError (exit 3) naming the key
       max_output: 100000       # characters of a result sent to the model; more is cut and marked
       servers:
         time: {command: mcp-server-time, args: [--local-timezone, UTC]}
-        everything: {url: "http://127.0.0.1:3001/mcp", headers: {Authorization: "Bearer …"}}
+        everything: {url: "http://127.0.0.1:3001/mcp", headers: {Authorization: "Bearer ${TOKEN}"}}
         old: {url: "http://127.0.0.1:3002/sse", transport: sse}
 """
 
@@ -74,7 +74,8 @@ def _strings(value, where, kind):
     for key, item in value.items():
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise ConfigError(f"{where}.{key}: expected a string, got {type(item).__name__}")
-        out[str(key)] = str(item)
+        # $VAR / ${VAR} come from llmcli's environment, so a token need not be written into the file
+        out[str(key)] = os.path.expandvars(str(item))
     return out
 
 

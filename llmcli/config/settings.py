@@ -512,7 +512,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
 
     mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
                                                     flags.get("mcp") or ())
-    warnings.extend(f"{path}: {w}" if w.startswith("unknown config key") else w for w in mcp_warnings)
+    warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
 

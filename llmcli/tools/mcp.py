@@ -229,8 +229,11 @@ class McpServer:
         """Exceptions from the transport arrive here: for stdio, a stdout line that is not JSON-RPC."""
         if isinstance(message, Exception) and not self._garbage_warned:
             self._garbage_warned = True
-            self.hub.warn(f"MCP server {self.spec.name!r} wrote lines on stdout that are not JSON-RPC "
-                          "(ignored; a stdio server must keep stdout for the protocol)")
+            if self.spec.transport == "stdio":
+                what = "wrote lines on stdout that are not JSON-RPC (ignored; stdout is for the protocol)"
+            else:
+                what = f"sent something that is not JSON-RPC (ignored): {_describe_exception(message)[:160]}"
+            self.hub.warn(f"MCP server {self.spec.name!r} {what}")
 
     async def _call(self, name, arguments, timeout):
         import anyio
