@@ -3,7 +3,7 @@ reference servers do not have: crash, hang, a 5 MB result, an invalid schema, te
 JSON-RPC, no answer to `initialize`, an exit at start-up.
 
     python tests/mcp_server.py [--garbage] [--no-init] [--exit] [--invalid-schema]
-                               [--pidfile FILE] [--startlog FILE] [--http PORT]
+                               [--pidfile FILE] [--startlog FILE] [--ignore-term] [--http PORT]
 
 --pidfile writes this process's pid and that of a child it starts (sleep), one per line, so a test
 can check that the whole process tree is gone after llmcli stops.
@@ -19,6 +19,10 @@ def main(argv):
     if "--exit" in argv:
         sys.stderr.write("mcp_server: cannot open the database (simulated)\n")
         sys.exit(3)
+    if "--ignore-term" in argv:  # only SIGKILL ends it (and its child, which inherits the disposition)
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "--pidfile" in argv:
         path = argv[argv.index("--pidfile") + 1]
         child = subprocess.Popen(["sleep", "300"])

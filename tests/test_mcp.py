@@ -360,14 +360,16 @@ def alive(pid):
         return False
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_a_call_leaves_no_process(server, tmp_path, signum, code):
+@pytest.mark.parametrize("signum, code, flags", [(signal.SIGINT, 130, ()), (signal.SIGTERM, 143, ()),
+                                                 (signal.SIGINT, 130, ("--ignore-term",))])
+def test_signal_during_a_call_leaves_no_process(server, tmp_path, signum, code, flags):
+    """Also a server (and its child) that ignores SIGTERM: the process group is killed."""
     pidfile = tmp_path / "pids"
     cfg = write_config(tmp_path, timeout=60)
     server.chat([Reply(pieces=tool_call_stream([("c1", "hang", "{}")])), Reply(pieces=text_stream("never"))])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "llmcli", "ask", "--base-url", server.base_url, "--config", cfg,
-                             "--mcp", ours("--pidfile", str(pidfile)), "--yes", "go"],
+                             "--mcp", ours("--pidfile", str(pidfile), *flags), "--yes", "go"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 30
