@@ -443,6 +443,8 @@ def test_chat_session_starts_servers_once_and_uses_several(server, tmp_path):
         repl.prompt()
         assert "one done" in repl.say("first question")
         assert "two done" in repl.say("second question")
+        shown = repl.say("/tools")
+        assert "MCP tools: echo, add, big" in shown and "get_current_time, convert_time" in shown
         assert repl.exit() == 0
     finally:
         if child.isalive():

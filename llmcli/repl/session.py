@@ -251,17 +251,22 @@ class ChatSession:
     def _cmd_tools(self, arg):
         available = available_tool_names()
         words = arg.split()
+        mcp = getattr(self, "mcp", None)
         if not words:
+            # MCP tools are offered whatever /tools says (-T/--no-tools filter them); listed once started
+            listed = mcp.listed_names() if mcp is not None else None
+            extra = "" if mcp is None else "\nMCP tools: " + (", ".join(listed) if listed is not None
+                                                                else "listed at the first answer")
             if self.settings.tools:
-                return Outcome("tools: " + ", ".join(self.settings.tools))
-            return Outcome(f"tools: off (available: {', '.join(available)}; /tools on enables all)")
+                return Outcome("tools: " + ", ".join(self.settings.tools) + extra)
+            return Outcome(f"tools: off (available: {', '.join(available)}; /tools on enables all)" + extra)
         if words == ["on"]:
             tools = tuple(available)
         elif words == ["off"]:
             tools = ()
         else:
             unknown = [w for w in words if w not in available]
-            if unknown:
+            if unknown and mcp is None:  # with MCP servers, other names filter their tools (server__*)
                 raise UsageError(f"unknown tool {', '.join(unknown)} (available: {', '.join(available)}; "
                                  "or /tools on, /tools off)")
             tools = tuple(dict.fromkeys(words))

@@ -535,6 +535,10 @@ class McpHub:
             return list(self._tools)
         return [t for t in self._tools if matches(t, filters)]
 
+    def listed_names(self) -> Optional[List[str]]:
+        """The names of the tools listed so far (None before the first listing), for chat's /tools."""
+        return None if self._tools is None else [t.name for t in self._tools]
+
     def close(self):
         """Stop every server (bounded), then the loop; safe to call twice."""
         with self._lock:
