@@ -117,8 +117,7 @@ def mcp_call(server, tool, arguments, json_output, **params):
     No approval is asked: you are the one calling. A result with isError exits 1 after printing its
     text on stderr; a server that cannot be started or does not answer exits 6.
     """
-    from ..errors import LLMCliError, UsageError
-    from ..errors import ToolError
+    from ..errors import LLMCliError, ToolError, UsageError
     from ..tools.mcp import result_text
 
     try:

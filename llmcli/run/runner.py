@@ -35,30 +35,50 @@ def announce_local_model(settings, transport, diag):
                   "(to use another, configure a provider: llmcli config init)")
 
 
-def enabled_tools(settings, mcp=None):
+def enabled_tools(settings):
     """The built-ins named by -T/--tools, then the user tools (tools.user, --functions), which are
-    offered whenever they are defined (unless --no-tools), then the MCP servers' tools from `mcp`
-    (a tools.mcp.McpHub), filtered by the -T names that are not built-ins (server__tool, server__*)."""
+    offered whenever they are defined (unless --no-tools)."""
     cfg = dict(settings.tool_config)
     tools = []
     if settings.tools:
-        from ..tools import BUILTIN_TOOLS, get_tool
+        from ..tools import get_tool
 
-        tools = [get_tool(name) for name in settings.tools if name in BUILTIN_TOOLS or not settings.mcp_servers]
-    if not cfg.get("no_tools") and (cfg.get("user") or cfg.get("functions")):
-        tools = _with_user_tools(tools, cfg)
-    if mcp is not None and not cfg.get("no_tools"):
-        from ..tools import BUILTIN_TOOLS
+        tools = [get_tool(name) for name in settings.tools]
+    if cfg.get("no_tools") or not (cfg.get("user") or cfg.get("functions")):
+        return tools
+    from ..tools.user import load_functions_file, load_user_tools
 
-        from ..tools.mcp import matches
-
-        filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
-        offered = mcp.tools(taken=[t.name for t in tools], filters=filters)
-        for pattern in filters:
-            if not any(matches(t, [pattern]) for t in offered):
-                mcp.warn(f"-T {pattern}: no built-in or MCP tool has that name (llmcli mcp list shows them)")
-        tools.extend(offered)
+    user = load_user_tools(cfg.get("user"))
+    for path in cfg.get("functions") or ():
+        user.extend(load_functions_file(path))
+    names = {t.name for t in tools}
+    for tool in user:
+        if tool.name in names:
+            raise ConfigError(f"two tools are called {tool.name!r}; rename one")
+        names.add(tool.name)
+        tools.append(tool)
     return tools
+
+
+def run_tools(settings, mcp=None):
+    """enabled_tools, then the MCP servers' tools from `mcp` (a tools.mcp.McpHub), filtered by the -T
+    names that are not built-ins (server__tool, server__*, server)."""
+    from ..tools import BUILTIN_TOOLS
+
+    if not settings.mcp_servers:
+        return enabled_tools(settings)
+    builtin = tuple(name for name in settings.tools if name in BUILTIN_TOOLS)
+    filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
+    tools = enabled_tools(settings.with_changes(tools=builtin))
+    if mcp is None or dict(settings.tool_config).get("no_tools"):
+        return tools
+    from ..tools.mcp import matches
+
+    offered = mcp.tools(taken=[t.name for t in tools], filters=filters)
+    for pattern in filters:
+        if not any(matches(t, [pattern]) for t in offered):
+            mcp.warn(f"-T {pattern}: no built-in or MCP tool has that name (llmcli mcp list shows them)")
+    return tools + offered
 
 
 def open_mcp(settings, warn):
@@ -72,21 +92,6 @@ def open_mcp(settings, warn):
     hub = McpHub(settings.mcp_servers, warn=warn)
     atexit.register(hub.close)  # a backstop: every owner closes it itself
     return hub
-
-
-def _with_user_tools(tools, cfg):
-    from ..tools.user import load_functions_file, load_user_tools
-
-    user = load_user_tools(cfg.get("user"))
-    for path in cfg.get("functions") or ():
-        user.extend(load_functions_file(path))
-    names = {t.name for t in tools}
-    for tool in user:
-        if tool.name in names:
-            raise ConfigError(f"two tools are called {tool.name!r}; rename one")
-        names.add(tool.name)
-        tools.append(tool)
-    return tools
 
 
 def make_approval(settings):
@@ -178,7 +183,7 @@ class RunWiring:
             diag.note(f"llmcli: debug: provider={settings.provider} base_url={settings.base_url} "
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
-        tools = enabled_tools(settings, mcp)
+        tools = run_tools(settings, mcp)
         confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag))
         if transport is None:
             transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
