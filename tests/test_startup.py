@@ -6,6 +6,9 @@ import sys
 import pytest
 
 HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "jsonschema")
+HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "mcp", "anyio")
+# What the MCP client brings; only a run with an MCP server configured may import it.
+MCP_SDK = {"mcp", "mcp_types", "anyio", "httpx", "httpx2", "pydantic", "pydantic_core"}
 
 
 def imported_modules(*args, env=None):
@@ -127,3 +130,10 @@ def test_plain_ask_imports_no_tool_machinery(server):
     assert "llmcli.run.loop" in modules  # the measurement works
     unwanted = {"llmcli.wire.textcalls", "llmcli.tools.pyfunc", "llmcli.tools.user", "ddgs", "primp"}
     assert not modules & unwanted, sorted(modules & unwanted)
+def test_ask_without_mcp_imports_no_mcp_sdk(server):
+    from localserver import Reply, text_stream
+
+    server.chat([Reply(pieces=text_stream("fine"))])
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "hi")
+    assert proc.returncode == 0 and proc.stdout == "fine\n" and "requests" in names  # the measurement works
+    assert not names & MCP_SDK, sorted(names & MCP_SDK)

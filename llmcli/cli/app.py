@@ -150,7 +150,7 @@ def request_options(f):
 FLAG_NAMES = (
     "provider", "model", "base_url", "api_key", "config", "system", "history_file", "tools", "all_tools",
     "no_tools", "max_tool_rounds", "confirm_tools", "allow_private_urls", "allow_tool", "deny_tool", "yes",
-    "functions", "text_tool_calls", "retries", "connect_timeout",
+    "functions", "text_tool_calls", "mcp", "mcp_config", "retries", "connect_timeout",
     "timeout", "idle_timeout", "max_time", "ca_bundle", "debug", "max_input_bytes",
 ) + BUDGET_FLAG_NAMES
 
@@ -194,11 +194,15 @@ def cli():
     """
 
 
+from .mcp import mcp_options  # noqa: E402 (imports only click)
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("prompt", nargs=-1)
 @connection_options
 @request_options
 @budget_options
+@mcp_options
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file to the message, headed by its name ('-' reads stdin). Repeatable.")
 @click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
@@ -439,6 +443,7 @@ def _silence_stdout():
 @connection_options
 @request_options
 @budget_options
+@mcp_options
 @click.option("--vi", "vi_mode", is_flag=True, default=None, help="Vi editing keys (default: emacs; config chat.vi_mode).")
 @click.option("--reasoning/--no-reasoning", "show_reasoning", default=None,
               help="Show reasoning dimmed (toggle in the REPL with /reasoning).  [default: on]")
@@ -488,17 +493,20 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
               help="Also list the tools defined in FILE (YAML command tools or a .py file). Repeatable.")
 @click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
               help="YAML config file.  [env: LLMCLI_CONFIG]")
+@mcp_options
 def tools_command(json_output, **params):
-    """List the tools and their JSON schemas: the built-ins, then user tools (tools.user, --functions)."""
+    """List the tools and their JSON schemas: the built-ins, user tools (tools.user, --functions), then the
+    configured MCP servers' tools."""
     import json
 
     from ..tools import BUILTIN_TOOLS
     from ..tools.user import configured_user_tools
+    from .mcp import mcp_tool_rows
 
     settings = settings_from_params(params, need_provider=False)
-    tools = list(BUILTIN_TOOLS.values()) + configured_user_tools(dict(settings.tool_config))
+    tools = list(BUILTIN_TOOLS.values()) + configured_user_tools(dict(settings.tool_config)) + mcp_tool_rows(params)
     if json_output:
-        click.echo(json.dumps([t.schema() for t in tools], indent=2))
+        click.echo(json.dumps([t.schema() for t in tools], ensure_ascii=False, indent=2))
         return
     for tool in tools:
         origin = getattr(tool, "origin", "builtin")
@@ -724,3 +732,6 @@ from .keys import keys_group  # noqa: E402 (issue 19; imports nothing heavy)
 cli.add_command(keys_group)
 cli.add_command(templates_group)
 cli.add_command(doctor_command)
+from .mcp import mcp_group  # noqa: E402
+
+cli.add_command(mcp_group)

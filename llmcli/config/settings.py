@@ -62,7 +62,7 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "max_event_bytes", "debug", "ca_bundle", "local",
-    "budget",
+    "budget", "mcp",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -112,6 +112,7 @@ class Settings:
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS  # per turn; the extra calls get an error result
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
+    mcp_servers: Tuple[Any, ...] = ()  # config.mcp.ServerSpec: mcp.servers, --mcp-config, --mcp
     allow_private_urls: bool = False
     text_tool_calls: bool = False  # recognise tool calls the model writes as text (wire/textcalls.py)
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
@@ -614,6 +615,11 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     max_event = pick("max_event_bytes", "LLMCLI_MAX_EVENT_BYTES", data.get("max_event_bytes"),
                      DEFAULT_MAX_EVENT_BYTES, lambda v, n, s: _int(v, n, s, 1024), "max_event_bytes")
     local_cfg = dict(data.get("local") or {})
+    from .mcp import resolve_mcp_servers  # stdlib only; checked now so a bad entry is exit 3 at start-up
+
+    mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
+                                                    flags.get("mcp") or ())
+    warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
 
@@ -648,6 +654,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
         text_tool_calls=bool(text_tool_calls),
+        mcp_servers=mcp_servers,
         max_input_bytes=max_input,
         max_event_bytes=max_event,
         chat=tuple((data.get("chat") or {}).items()),

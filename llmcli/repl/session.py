@@ -232,17 +232,22 @@ class ChatSession:
     def _cmd_tools(self, arg):
         available = available_tool_names()
         words = arg.split()
+        mcp = getattr(self, "mcp", None)
         if not words:
+            # MCP tools are offered whatever /tools says (-T/--no-tools filter them); listed once started
+            listed = mcp.listed_names() if mcp is not None else None
+            extra = "" if mcp is None else "\nMCP tools: " + (", ".join(listed) if listed is not None
+                                                                else "listed at the first answer")
             if self.settings.tools:
-                return Outcome("tools: " + ", ".join(self.settings.tools))
-            return Outcome(f"tools: off (available: {', '.join(available)}; /tools on enables all)")
+                return Outcome("tools: " + ", ".join(self.settings.tools) + extra)
+            return Outcome(f"tools: off (available: {', '.join(available)}; /tools on enables all)" + extra)
         if words == ["on"]:
             tools = tuple(available)
         elif words == ["off"]:
             tools = ()
         else:
             unknown = [w for w in words if w not in available]
-            if unknown:
+            if unknown and mcp is None:  # with MCP servers, other names filter their tools (server__*)
                 raise UsageError(f"unknown tool {', '.join(unknown)} (available: {', '.join(available)}; "
                                  "or /tools on, /tools off)")
             tools = tuple(dict.fromkeys(words))
@@ -421,6 +426,19 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
     `Interrupted("terminated", 143)`: run_cli, the one place that maps exceptions to exit codes,
     prints "llmcli: terminated" and exits 143.
     """
+    from ..run.runner import open_mcp
+
+    mcp = None
+    try:
+        # The MCP servers live as long as the session: started at the first answer, stopped at exit.
+        mcp = open_mcp(settings, lambda message: Diagnostics(sys.stderr, color_enabled(sys.stderr)).warning(message))
+        return _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp)
+    finally:
+        if mcp is not None:
+            mcp.close()
+
+
+def _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp):
     from ..run.runner import Terminated, announce_local_model, make_transport
 
     chat_config = dict(settings.chat)
@@ -430,6 +448,7 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
         show_reasoning = bool(chat_config.get("show_reasoning", True))
     session = ChatSession(settings, history, show_reasoning=show_reasoning)
     session.raw = raw
+    session.mcp = mcp
     diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
     for message in settings.warnings:
         diag.warning(message)
@@ -479,7 +498,7 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
                             raw=getattr(session, "raw", False))
-    wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget)
+    wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget, mcp=getattr(session, "mcp", None))
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)

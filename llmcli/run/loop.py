@@ -394,7 +394,8 @@ class ChatRun:
         if self.approval is None:
             decision = "ask" if self.confirm is not None and not self._always_allowed else "allow"
         else:
-            decision = self.approval.decide(tool.name, getattr(tool, "origin", "builtin"))
+            decision = self.approval.decide(tool.name, getattr(tool, "origin", "builtin"),
+                                            getattr(tool, "aliases", ()))
         if decision == "allow":
             return
         if decision == "deny":

@@ -67,6 +67,38 @@ def make_budget(settings):
     from .budget import Budget
 
     return Budget(settings)
+def run_tools(settings, mcp=None):
+    """enabled_tools, then the MCP servers' tools from `mcp` (a tools.mcp.McpHub), filtered by the -T
+    names that are not built-ins (server__tool, server__*, server)."""
+    from ..tools import BUILTIN_TOOLS
+
+    if not settings.mcp_servers:
+        return enabled_tools(settings)
+    builtin = tuple(name for name in settings.tools if name in BUILTIN_TOOLS)
+    filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
+    tools = enabled_tools(settings.with_changes(tools=builtin))
+    if mcp is None or dict(settings.tool_config).get("no_tools"):
+        return tools
+    from ..tools.mcp import matches
+
+    offered = mcp.tools(taken=[t.name for t in tools], filters=filters)
+    for pattern in filters:
+        if not any(matches(t, [pattern]) for t in offered):
+            mcp.warn(f"-T {pattern}: no built-in or MCP tool has that name (llmcli mcp list shows them)")
+    return tools + offered
+
+
+def open_mcp(settings, warn):
+    """The MCP servers of a run or chat session (started on first use), or None without any."""
+    if not settings.mcp_servers or dict(settings.tool_config).get("no_tools"):
+        return None
+    import atexit
+
+    from ..tools.mcp import McpHub
+
+    hub = McpHub(settings.mcp_servers, warn=warn)
+    atexit.register(hub.close)  # a backstop: every owner closes it itself
+    return hub
 
 
 def make_approval(settings):
@@ -133,21 +165,34 @@ def isatty(stream) -> bool:
 class RunWiring:
     """Everything one ChatRun needs, built from settings; keeps the debug recorder for afterwards."""
 
-    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None, budget=None):
+    def __init__(self, settings, messages, diag, err=None, stream=True, transport=None, budget=None, mcp=None):
         """`budget`: a chat session's (shared by its runs); by default one for this run from the settings."""
         self.settings = settings
+        # The MCP servers: a chat session passes its own (they live as long as it does); otherwise
+        # this run owns them and drive() stops them when the run ends, however it ends.
+        self.owned_mcp = open_mcp(settings, diag.warning) if mcp is None else None
+        try:
+            self._build(settings, messages, diag, err, stream, transport, mcp or self.owned_mcp, budget)
+        except BaseException:  # noqa: B902 - Ctrl-C while a server starts must not leave it running
+            self.close()
+            raise
+
+    def close(self):
+        if self.owned_mcp is not None:
+            self.owned_mcp.close()
+
+    def _build(self, settings, messages, diag, err, stream, transport, mcp, budget=None):
         self.diag = diag
         self.recorder = None
         if settings.debug:
-            from ..wire.record import Recorder
-
             from ..config.secrets import redact_url
+            from ..wire.record import Recorder
 
             self.recorder = Recorder()
             diag.note(f"llmcli: debug: provider={settings.provider} base_url={redact_url(settings.base_url)} "
                       f"model={settings.model} key={'set' if settings.api_key else 'none'}")
         deadline = time.monotonic() + settings.max_time if settings.max_time else None
-        tools = enabled_tools(settings)
+        tools = run_tools(settings, mcp)
         confirm = make_confirm(err or sys.stderr, _tty_cleaner(diag))
         if transport is None:
             transport = make_transport(settings, self.recorder, deadline, on_fetch=diag.note)
@@ -172,6 +217,7 @@ class RunWiring:
             # Closing the generator runs ChatRun's finally blocks, which close the HTTP response now:
             # the server sees the connection go away at once, not when the socket is garbage-collected.
             events.close()
+            self.close()
         return error, stopped
 
     def after(self, error):

@@ -36,13 +36,19 @@ class ApprovalPolicy:
 
         return any(fnmatchcase(name, pattern) for pattern in names)
 
-    def decide(self, name: str, origin: str = "builtin") -> str:
-        if self._match(self.deny, name):
+    def decide(self, name: str, origin: str = "builtin", aliases: Iterable[str] = ()) -> str:
+        """`aliases`: other names of the same tool (an MCP tool's `server__tool`), matched like `name`."""
+        names = [name, *aliases]
+
+        def match(patterns):
+            return any(self._match(patterns, n) for n in names)
+
+        if match(self.deny):
             return "deny"
-        if self._match(self.allow, name) or name in self.remembered or self.yes:
+        if match(self.allow) or name in self.remembered or self.yes:
             return "allow"
         for pattern, decision in self.rules.items():
-            if self._match([pattern], name):
+            if match([pattern]):
                 if decision == "allow" and self.ask_all:
                     return "ask"
                 return decision
