@@ -679,3 +679,9 @@ def replay(file, json_output, jsonl_output):
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+
+from .cmd import cmd_command  # noqa: E402 (issue 20; both modules import nothing heavy)
+from .widget import widget_command  # noqa: E402
+
+cli.add_command(cmd_command)
+cli.add_command(widget_command)

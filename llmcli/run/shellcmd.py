@@ -194,6 +194,10 @@ _RISKS = [
     (re.compile(r"\bchmod\s+(?:-\w*R|--recursive)"), "chmod -R changes permissions on a whole tree"),
     (re.compile(r"\b(?:curl|wget)\b[^|]*\|\s*(?:sudo\s+)?(?:ba|z|fi|da)?sh\b"), "pipes a download straight into a shell"),
     (re.compile(r"(?:^|[;&|(]\s*)sudo\b"), "runs with root privileges (sudo)"),
+    # What is shown on a terminal is sanitized (ESC as ^[, bidi overrides as <U+202E>); what would run is
+    # not, so say that the two differ.
+    (re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]"),
+     "contains control or bidi characters (shown escaped; they would run as they are)"),
 ]
 _REDIRECT = re.compile(r"(?<![>&0-9])[0-9]?>(?![>&])\|?\s*([^\s;&|<>]+)")
 
@@ -252,7 +256,11 @@ class CommandConversation:
         first = self._turn()
         if first.syntax.ok:
             return first
-        self.messages.append({"role": "user", "content": repair_message(self.shell, first.command, first.syntax.error)})
+        if first.command:
+            repair = repair_message(self.shell, first.command, first.syntax.error)
+        else:
+            repair = f"Your answer held no command. Answer with one {self.shell} command only, on one line."
+        self.messages.append({"role": "user", "content": repair})
         second = self._turn()
         second.repaired = True
         if not second.command:
@@ -266,7 +274,10 @@ class CommandConversation:
         return self.propose()
 
     def check(self, command: str) -> Proposal:
-        """The user's own edit, checked the same way (no model involved)."""
+        """The user's own edit, checked the same way (no model involved). The edit is noted in the
+        conversation so that a later revision starts from it."""
+        self.messages.append({"role": "user", "content": f"I edited the command to:\n{command}"})
+        self.messages.append({"role": "assistant", "content": command})
         return Proposal(command, self.shell, check_syntax(command, self.shell), [], risk_notes(command, self.cwd))
 
 
