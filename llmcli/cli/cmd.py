@@ -392,12 +392,25 @@ class CmdSession:
             elif key == "r":
                 change = t.edit("what should change? ")
                 if change and change.strip():
-                    proposal = self.conversation.revise(change.strip())
+                    proposal = self._keep_on_failure(lambda: self.conversation.revise(change.strip()), proposal)
                 self._show(proposal)
             elif key == "d" and proposal.command:
-                self._describe(proposal.command)
+                self._keep_on_failure(lambda: self._describe(proposal.command), None)
             elif key == "c" and proposal.command:
                 t.write(copy_to_clipboard(proposal.command), DIM)
+
+    def _keep_on_failure(self, action, fallback):
+        """A failed request (network, HTTP) inside the menu is told, and the command shown stays usable."""
+        from ..errors import Interrupted, LLMCliError
+        from ..output.sanitize import sanitize
+
+        try:
+            return action()
+        except Interrupted:
+            raise
+        except LLMCliError as exc:
+            self.terminal.write("llmcli: error: " + sanitize(str(exc), bidi=True), RED)
+            return fallback
 
     def _finish(self, proposal, code) -> int:
         if self.json_output:

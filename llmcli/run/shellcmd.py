@@ -80,7 +80,7 @@ def _describe_os() -> str:
 # extraction
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_PROSE_START = re.compile(r"^(?:[A-Z][a-z]+[,:]?\s|(?:here|this|that|the|to|you|it|note|use|run)\b)", re.I)
+_PROSE_START = re.compile(r"^(?:(?-i:[A-Z][a-z]*)[,:]?\s|(?:here|this|that|the|to|you|it|note|use|run)\b)", re.I)
 _PROSE_END = re.compile(r"[.:!?]$")
 
 
@@ -134,6 +134,8 @@ def _join_continuations(lines: List[str]) -> List[str]:
 
 def _looks_like_prose(line: str) -> bool:
     words = line.split()
+    if re.match(r"[A-Z][a-z]*\b", line) and re.search(r"[.!?]$", line):
+        return True  # "Sorry." — a capitalised sentence; commands are lower case
     if len(words) >= 4 and _PROSE_END.search(line) and _PROSE_START.search(line):
         return True
     return bool(_PROSE_START.match(line)) and len(words) >= 4 and not any(ch in line for ch in "|&;<>$=/-")
