@@ -374,7 +374,7 @@ class CmdSession:
                        if (k != "e" or runnable) and (k not in "mdc" or proposal.command)]
             line = "  ".join(f"[{label[0]}]{label[1:]}" for _, label in entries)
             if proposal.command and not runnable:
-                line += "   (no Execute: the shell rejected the command)"
+                t.write("  (no Execute: the shell rejected the command; Modify or Revise it)", DIM)
             t.out.write(self._style(line, BOLD) + " ")
             t.out.flush()
             key = t.key()
