@@ -113,7 +113,7 @@ def test_json_document(server):
     r = cmd(server, "--shell", "bash", "--json", "list")
     doc = json.loads(r.stdout)
     assert doc == {"command": "ls -1", "shell": "bash", "syntax_ok": True, "syntax_checked": True,
-                   "syntax_error": None, "risk": [], "others": ["ls -la"], "repaired": False,
+                   "syntax_error": None, "risk": [], "notes": [], "others": ["ls -la"], "repaired": False,
                    "executed": False, "exit_status": None}
 
 
@@ -223,3 +223,28 @@ def test_usage_errors():
     r = invoke("cmd", "--print", "--execute", "x")
     assert r.exit_code == 2 and "cannot be used together" in r.stderr
     assert invoke("cmd", "--shell", "tcsh", "x").exit_code == 2
+
+
+def test_list_items_are_prose_not_commands():
+    assert extract_command("- /var/log/syslog: the system log\n- /tmp/b&#39;").command == ""
+    assert extract_command("1. First, list them:\n`ls -S | head -5`").command == "ls -S | head -5"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish", "sh"])
+def test_a_missing_program_is_noted_and_builtins_are_not(shell):
+    from llmcli.run.shellcmd import missing_program
+
+    if not shutil.which(shell):
+        pytest.skip(f"{shell} is not installed (CI installs it)")
+    assert missing_program("cd /tmp", shell) is None  # a builtin, found by the shell's own `type`
+    assert missing_program("ls -la | wc -l", shell) is None
+    assert "llmcli-no-such-program" in missing_program("FOO=1 llmcli-no-such-program --x", shell)
+    assert missing_program("sudo -u me whatever", shell) is None  # not ours to judge
+
+
+def test_missing_program_reaches_json_and_stderr(server):
+    answers(server, "llmcli-no-such-program --all")
+    r = cmd(server, "--shell", "bash", "--json", "do it")
+    doc = json.loads(r.stdout)
+    assert doc["notes"] == ["llmcli-no-such-program is not installed here (not on PATH, not a bash builtin)"]
+    assert doc["syntax_ok"] and "llmcli-no-such-program is not installed" in r.stderr

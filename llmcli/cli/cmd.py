@@ -40,7 +40,7 @@ def cmd_options(f):
                           "note (otherwise the menu is shown). Refused without a terminal (exit 2)."),
         click.option("--explain", is_flag=True, help="Explain the command given as WORDS instead of writing one."),
         click.option("--json", "json_output", is_flag=True,
-                     help="Print one JSON document: command, shell, syntax_ok, syntax_error, risk, others, executed, "
+                     help="Print one JSON document: command, shell, syntax_ok, syntax_error, risk, notes, others, executed, "
                           "exit_status."),
         click.option("--no-stdin", is_flag=True, help="Do not read piped standard input as context."),
         click.option("-o", "--option", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
@@ -329,6 +329,8 @@ class CmdSession:
     def _report_to_stderr(self, proposal):
         for note in proposal.risk:
             self.diag.warning(f"risk: {note}")
+        for note in proposal.notes:
+            self.diag.warning(note)
         if proposal.command and not proposal.syntax.ok:
             self.diag.warning(f"{self.shell} rejected the command, also after one correction: {proposal.syntax.error}")
         elif not proposal.syntax.checked and proposal.command:
@@ -341,7 +343,7 @@ class CmdSession:
                 "syntax_ok": bool(proposal.command) and proposal.syntax.ok and proposal.syntax.checked,
                 "syntax_checked": proposal.syntax.checked,
                 "syntax_error": None if proposal.syntax.ok else proposal.syntax.error,
-                "risk": list(proposal.risk), "others": list(proposal.others),
+                "risk": list(proposal.risk), "notes": list(proposal.notes), "others": list(proposal.others),
                 "repaired": proposal.repaired, "executed": self.executed, "exit_status": self.exit_status}
 
     def _show(self, proposal):
@@ -356,6 +358,8 @@ class CmdSession:
         t.write("  " + highlight(sanitize(proposal.command, bidi=True), self.shell, t.color))
         if proposal.risk:
             t.write("  risk: " + "; ".join(proposal.risk), YELLOW)
+        for note in proposal.notes:
+            t.write("  note: " + sanitize(note, bidi=True), YELLOW)
         if not proposal.syntax.ok:
             t.write(f"  {self.shell} rejected it: " + sanitize(proposal.syntax.error, bidi=True).replace("\n", " | "), RED)
         elif not proposal.syntax.checked:

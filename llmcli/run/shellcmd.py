@@ -132,8 +132,13 @@ def _join_continuations(lines: List[str]) -> List[str]:
     return out
 
 
+_LIST_ITEM = re.compile(r"^(?:[-*•]|\d+[.)])\s")
+
+
 def _looks_like_prose(line: str) -> bool:
     words = line.split()
+    if _LIST_ITEM.match(line):
+        return True  # "- /var/log/x: a log file" or "1. First, …": a list item is prose, not a command
     if re.match(r"[A-Z][a-z]*\b", line) and re.search(r"[.!?]$", line):
         return True  # "Sorry." — a capitalised sentence; commands are lower case
     if len(words) >= 4 and _PROSE_END.search(line) and _PROSE_START.search(line):
@@ -221,6 +226,56 @@ def risk_notes(command: str, cwd: Optional[str] = None) -> List[str]:
 # the conversation
 
 
+# --------------------------------------------------------------------------------------------
+# is the program there?
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_PREFIXES = {"sudo", "doas", "env", "command", "exec", "time", "nice", "nohup", "builtin", "xargs"}
+_NOT_JUDGED = re.compile(r"[(){}\[\]$`|&;<>*?]")
+
+
+def program_of(command: str) -> Optional[str]:
+    """The program the command starts with (after VAR=value and sudo/env/…), or None when that is not a
+    plain word (a keyword, a subshell, an expansion): those are the shell's business, not ours."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: the syntax check says so already
+        return None
+    for word in words:
+        if _ASSIGNMENT.match(word) or word in _PREFIXES:
+            continue
+        if word.startswith("-") and word != "-":
+            return None  # an option of sudo/env/nice: which word after it is the program is theirs to say
+        return None if _NOT_JUDGED.search(word) else word
+    return None
+
+
+def missing_program(command: str, shell: str, cwd: Optional[str] = None) -> Optional[str]:
+    """A note when the command's program is neither on PATH nor a builtin, function or keyword of
+    `shell` (asked with `type`, which runs nothing); None when it is there or cannot be judged."""
+    word = program_of(command)
+    if not word or shell == "pwsh":
+        return None
+    if "/" in word:
+        path = os.path.join(cwd or os.getcwd(), os.path.expanduser(word))
+        return None if os.path.exists(path) else f"{word} does not exist"
+    if shutil.which(word):
+        return None
+    exe = shutil.which(shell)
+    if exe is None:
+        return None
+    argv = ([exe, "--no-config", "-c", "type -q -- $argv[1]", word] if shell == "fish"
+            else [exe, "-c", 'type "$1" >/dev/null 2>&1', "llmcli", word])
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SYNTAX_CHECK_TIMEOUT,
+                              env=_quiet_env())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None if proc.returncode == 0 else f"{word} is not installed here (not on PATH, not a {shell} builtin)"
+
+
 @dataclass
 class Proposal:
     command: str
@@ -230,6 +285,7 @@ class Proposal:
     risk: List[str]
     repaired: bool = False
     answer: str = ""  # what the model wrote last
+    notes: List[str] = field(default_factory=list)  # e.g. the program is not installed (not a bar to running)
 
 
 Ask = Callable[[List[dict]], str]  # messages → the assistant's text
@@ -251,7 +307,12 @@ class CommandConversation:
         self.messages.append({"role": "assistant", "content": answer})
         got = extract_command(answer)
         check = check_syntax(got.command, self.shell) if got.command else SyntaxCheck(False, "no command in the answer")
-        return Proposal(got.command, self.shell, check, got.others, risk_notes(got.command, self.cwd), answer=answer)
+        return Proposal(got.command, self.shell, check, got.others, risk_notes(got.command, self.cwd), answer=answer,
+                        notes=self._notes(got.command))
+
+    def _notes(self, command: str) -> List[str]:
+        missing = missing_program(command, self.shell, self.cwd) if command else None
+        return [missing] if missing else []
 
     def propose(self) -> Proposal:
         """A command; when the shell rejects it, one repair request with the shell's error."""
@@ -280,7 +341,8 @@ class CommandConversation:
         conversation so that a later revision starts from it."""
         self.messages.append({"role": "user", "content": f"I edited the command to:\n{command}"})
         self.messages.append({"role": "assistant", "content": command})
-        return Proposal(command, self.shell, check_syntax(command, self.shell), [], risk_notes(command, self.cwd))
+        return Proposal(command, self.shell, check_syntax(command, self.shell), [], risk_notes(command, self.cwd),
+                        notes=self._notes(command))
 
 
 def shell_argv(shell: str, command: str, environ=os.environ) -> List[str]:
