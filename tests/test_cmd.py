@@ -176,6 +176,9 @@ def test_an_answer_without_a_command_is_exit_5_after_one_retry(server):
     assert r.exit_code == 5 and r.stdout == ""
     assert "held no command" in r.stderr
     assert len(server.requests) == 2 and "held no command" in last_user(server.requests[1])
+    answers(server, "I cannot help with that.", "Sorry, I really cannot do that.")
+    r = cmd(server, "--shell", "sh", "--json", "do something")
+    assert r.exit_code == 5 and json.loads(r.stdout)["command"] is None  # the document, then the exit code
 
 
 def test_in_a_pipe_nothing_is_executed(server, tmp_path, monkeypatch):

@@ -318,9 +318,10 @@ class CmdSession:
         if self.json_output:
             sys.stdout.write(json_text(self._document(proposal)) + "\n")
             sys.stdout.flush()
-            return 0
         if not proposal.command:
             raise StreamError("the model's answer held no command: " + _excerpt(proposal.answer))
+        if self.json_output:
+            return 0
         # A pipe gets the exact bytes (the widget puts them on the command line, for review).
         sys.stdout.write((sanitize(proposal.command, bidi=True) if isatty(sys.stdout) else proposal.command) + "\n")
         sys.stdout.flush()
