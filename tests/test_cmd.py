@@ -251,3 +251,18 @@ def test_missing_program_reaches_json_and_stderr(server):
     doc = json.loads(r.stdout)
     assert doc["notes"] == ["llmcli-no-such-program is not installed here (not on PATH, not a bash builtin)"]
     assert doc["syntax_ok"] and "llmcli-no-such-program is not installed" in r.stderr
+
+
+def test_print_imports_no_terminal_libraries(server):
+    """`cmd --print` (the widget's path, one run per key press) needs neither prompt-toolkit nor pygments."""
+    import subprocess
+    import sys
+
+    answers(server, "ls")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", "cmd", "--base-url", server.base_url,
+                           "--shell", "bash", "--print", "list"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout == "ls\n"
+    names = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert "llmcli" in names and not names & {"prompt_toolkit", "pygments"}
