@@ -81,6 +81,16 @@ def test_abort_runs_nothing(server, cmd, tmp_path):
     assert not (tmp_path / "made").exists()
 
 
+def test_ctrl_c_at_the_menu_is_exit_130_and_runs_nothing(server, cmd, tmp_path):
+    answers(server, "touch made")
+    repl = cmd("make", "a", "file")
+    repl.expect(MENU)
+    repl.child.sendcontrol("c")
+    code, seen = finish(repl)
+    assert code == 130 and "llmcli: interrupted" in seen
+    assert not (tmp_path / "made").exists()
+
+
 def test_modify_edits_the_line_then_checks_and_runs_the_edit(server, cmd, tmp_path):
     answers(server, "touch made")
     repl = cmd("make", "a", "file")
@@ -288,3 +298,16 @@ def test_widget_command_prints_the_committed_scripts():
             assert r.stdout == fh.read()
         assert "cmd --print --shell " + shell in r.stdout
     assert plain(invoke("widget", "tcsh").stderr).startswith("llmcli: error:")
+
+
+def test_execute_with_the_shell_missing_is_127_with_one_line(server, spawn, tmp_path):
+    answers(server, "Write-Output hi")
+    bindir = tmp_path / "empty-bin"
+    bindir.mkdir()
+    repl = spawn(sys.executable, ["-m", "llmcli", "cmd", "--base-url", server.base_url, "--shell", "pwsh", "greet"],
+                 env_extra={"PATH": str(bindir), "SHELL": "/nonexistent/pwsh"})
+    shown = repl.expect(MENU)
+    assert "pwsh is not installed; the syntax was not checked" in shown
+    repl.child.send("e")
+    code, seen = finish(repl)
+    assert code == 127 and "cannot run pwsh" in seen and "Traceback" not in seen

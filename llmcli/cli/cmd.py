@@ -450,8 +450,13 @@ class CmdSession:
         # Like a shell waiting for its job: Ctrl-C belongs to the command, not to us.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            proc = subprocess.Popen(shell_argv(self.shell, command), stdin=stdin,
-                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            try:
+                proc = subprocess.Popen(shell_argv(self.shell, command), stdin=stdin,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            except OSError as exc:  # the shell itself is missing: what a shell says for a missing program
+                self.terminal.write(f"llmcli: error: cannot run {self.shell}: {exc.strerror}", RED)
+                self.executed, self.exit_status = False, 127
+                return 127
             while True:
                 try:
                     code = proc.wait(timeout=3600)
