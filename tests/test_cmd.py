@@ -266,3 +266,17 @@ def test_print_imports_no_terminal_libraries(server):
     names = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
              if line.startswith("import time:") and "|" in line}
     assert "llmcli" in names and not names & {"prompt_toolkit", "pygments"}
+
+
+def test_large_piped_context_is_a_warning_not_a_loss(server):
+    answers(server, "ls")
+    r = cmd(server, "--shell", "bash", "pick one", input="x" * 300, env={"LLMCLI_MAX_INPUT_BYTES": "100"})
+    assert r.exit_code == 0 and r.stdout == "ls\n" and "piped context is large" in r.stderr
+    assert "x" * 300 in server.requests[0].json["messages"][1]["content"]
+
+
+def test_explain_reads_the_command_from_stdin(server):
+    server.chat(Reply(pieces=text_stream("lists files\n")))
+    r = cmd(server, "--shell", "bash", "--explain", input="ls -la\n")
+    assert r.exit_code == 0 and r.stdout == "lists files\n"
+    assert "ls -la" in server.requests[0].json["messages"][1]["content"]

@@ -102,8 +102,8 @@ def run_cmd(words, shell_flag, print_only, execute_now, explain, json_output, no
         raise UsageError("--print and --execute cannot be used together")
     params = dict(params, no_tools=True)  # a shell command is all cmd asks for: no tool rounds
     request = " ".join(words).strip()
-    context = "" if no_stdin or isatty(sys.stdin) or sys.stdin is None else _read_stdin()
     if explain:
+        context = "" if no_stdin or isatty(sys.stdin) else _read_stdin()
         return _explain(settings_from_params(params), shell, request or context.strip(), json_output)
     if not request:
         raise UsageError("no request: say what the command should do, e.g. llmcli cmd list the largest files")
@@ -112,8 +112,14 @@ def run_cmd(words, shell_flag, print_only, execute_now, explain, json_output, no
         raise UsageError("--execute needs a terminal (stdout and /dev/tty); nothing was run "
                          "(use --print to get the command)")
     settings = settings_from_params(params)
+    context = "" if no_stdin or isatty(sys.stdin) else _read_stdin()
+    warnings = list(settings.warnings)
+    size = len(context.encode("utf-8"))
+    if size > settings.max_input_bytes:
+        warnings.append(f"the piped context is large ({size:,} bytes, above max_input_bytes "
+                        f"{settings.max_input_bytes:,}); it may exceed the model's context")
     try:
-        return CmdSession(settings, shell, request, context, terminal, json_output, execute_now).run()
+        return CmdSession(settings, shell, request, context, terminal, json_output, execute_now, warnings).run()
     finally:
         if terminal is not None:
             terminal.close()
@@ -245,7 +251,7 @@ def highlight(command: str, shell: str, color: bool) -> str:
 class CmdSession:
     """One `cmd` run: propose, then (on a terminal) the menu until the command is run, copied or dropped."""
 
-    def __init__(self, settings, shell, request, context, terminal, json_output, execute_now):
+    def __init__(self, settings, shell, request, context, terminal, json_output, execute_now, warnings=()):
         from ..output.render import Diagnostics, color_enabled
         from ..run.shellcmd import CommandConversation
 
@@ -255,7 +261,7 @@ class CmdSession:
         self.json_output = json_output
         self.execute_now = execute_now
         self.diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
-        for w in settings.warnings:
+        for w in warnings:
             self.diag.warning(w)
         self.announced = False
         self.conversation = CommandConversation(shell, request, self.ask_model, context=context)
