@@ -364,7 +364,7 @@ class CmdSession:
         t.write("")
         t.write("  " + highlight(sanitize(proposal.command, bidi=True), self.shell, t.color))
         if proposal.risk:
-            t.write("  risk: " + "; ".join(proposal.risk), YELLOW)
+            t.write("  risk: " + sanitize("; ".join(proposal.risk), bidi=True), YELLOW)  # may quote a file name
         for note in proposal.notes:
             t.write("  note: " + sanitize(note, bidi=True), YELLOW)
         if not proposal.syntax.ok:
