@@ -14,6 +14,7 @@ from llmcli.run.shellcmd import CommandConversation, check_syntax, extract_comma
     ("find . -type f -empty", "find . -type f -empty"),
     ("echo hello big world", "echo hello big world"),  # four plain words are a command, not prose
     ("I cannot do that.\nSorry.", ""),
+    ("<think>\nThe user wants files.\n`ls` maybe\n</think>\nls -la", "ls -la"),  # inline reasoning is dropped
 ])
 def test_extract_one_command(answer, command):
     assert extract_command(answer).command == command
@@ -280,3 +281,23 @@ def test_explain_reads_the_command_from_stdin(server):
     r = cmd(server, "--shell", "bash", "--explain", input="ls -la\n")
     assert r.exit_code == 0 and r.stdout == "lists files\n"
     assert "ls -la" in server.requests[0].json["messages"][1]["content"]
+
+
+def test_with_the_embedded_model_the_outcome_is_a_command_or_one_clear_error():
+    """A new user with no provider: the embedded 135M model answers (a real process, as a user runs it). It
+    rarely writes a command, so either is fine here: a checked command, or exit 5 saying why."""
+    from llmcli.wire import local
+
+    if not local.llama_cpp_installed() or local.default_model_path() is None:
+        pytest.skip("the local extra or the model file is missing (pip install '.[local]'; llmcli pull)")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "llmcli", "cmd", "--shell", "bash", "--json", "-o", "max_tokens", "60",
+                        "show the disk usage"], capture_output=True, text=True, timeout=170, stdin=subprocess.DEVNULL)
+    doc = json.loads(r.stdout)
+    assert "answering with the local model" in r.stderr and "Traceback" not in r.stderr
+    if doc["command"] is None:
+        assert r.returncode == 5 and "llmcli: error: the model's answer held no command" in r.stderr
+    else:
+        assert r.returncode == 0 and doc["syntax_checked"] and doc["executed"] is False

@@ -279,6 +279,7 @@ class CmdSession:
         from ..run.runner import RunWiring, Terminated, announce_local_model
         from ..status import ExitStatus
 
+        # A new wiring per request, as ask builds one (the embedded model stays loaded: wire/local keeps it).
         wiring = RunWiring(self.settings, messages, self.diag, sys.stderr)
         if not self.announced:
             announce_local_model(self.settings, wiring.run.transport, self.diag)

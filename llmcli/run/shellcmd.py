@@ -79,6 +79,7 @@ def _describe_os() -> str:
 # --------------------------------------------------------------------------------------------
 # extraction
 
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PROSE_START = re.compile(r"^(?:(?-i:[A-Z][a-z]*)[,:]?\s|(?:here|this|that|the|to|you|it|note|use|run)\b)", re.I)
 _PROSE_END = re.compile(r"[.:!?]$")
@@ -93,7 +94,8 @@ class Extracted:
 def extract_command(text: str) -> Extracted:
     """Exactly one command out of the model's answer: fenced blocks first, then `$ ` lines, then the first
     line that does not read as prose. Several candidates: the first, the rest in `others`."""
-    text = (text or "").strip()
+    # Reasoning models served without a reasoning field write their thoughts inline: never a command.
+    text = _THINK.sub("", text or "").strip()
     candidates: List[str] = []
     for match in _FENCE.finditer(text):
         lines = [_strip_prompt(line) for line in match.group(2).splitlines()]
