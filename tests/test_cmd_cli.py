@@ -311,3 +311,27 @@ def test_execute_with_the_shell_missing_is_127_with_one_line(server, spawn, tmp_
     repl.child.send("e")
     code, seen = finish(repl)
     assert code == 127 and "cannot run pwsh" in seen and "Traceback" not in seen
+
+
+@pytest.mark.parametrize("shell, key, keys", [("bash", r"\C-g", "\x07"), ("zsh", "^G", "\x07"),
+                                              ("fish", r"\cg", "\x07")])
+def test_widget_key_is_chosen_by_LLMCLI_WIDGET_KEY(server, spawn, tmp_path, llmcli_on_path, shell, key, keys):
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed (CI installs it)")
+    answers(server, "echo from-the-widget")
+    env = {"LLMCLI_BASE_URL": server.base_url, "PATH": os.pathsep.join([llmcli_on_path, "/usr/bin", "/bin"]),
+           "HISTFILE": os.devnull, "PS1": "XX$ ", "PROMPT_COMMAND": "", "LLMCLI_WIDGET_KEY": key}
+    child = spawn(shell, SHELL_ARGS[shell], env_extra=env).child
+    if shell == "zsh":
+        child.sendline("PS1='XX$ '")
+        child.expect(PROMPT)
+    child.expect(PROMPT)
+    child.sendline(f"source {REPO}/completions/llmcli-widget.{shell}")
+    child.expect(PROMPT)
+    child.send("say something")
+    child.send(keys)
+    child.expect("echo from-the-widget")
+    child.send("\r")
+    child.expect(r"[\r\n]from-the-widget\r?\n")  # the output line, not the command line
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

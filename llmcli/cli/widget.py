@@ -68,9 +68,10 @@ function _llmcli_widget --description 'llmcli: the words on the command line bec
     end
     commandline -f repaint
 end
-set -q LLMCLI_WIDGET_KEY; or set -l LLMCLI_WIDGET_KEY \el
-bind $LLMCLI_WIDGET_KEY _llmcli_widget
-bind -M insert $LLMCLI_WIDGET_KEY _llmcli_widget
+# From the environment, a key spelled as in a bind command ('\cg') is still text: unescape it.
+set -q LLMCLI_WIDGET_KEY; and set -l _llmcli_key (string unescape -- $LLMCLI_WIDGET_KEY); or set -l _llmcli_key \el
+bind $_llmcli_key _llmcli_widget
+bind -M insert $_llmcli_key _llmcli_widget
 """
 
 SCRIPTS = {"bash": BASH, "zsh": ZSH, "fish": FISH}
