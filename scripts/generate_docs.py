@@ -32,6 +32,7 @@ if REPO not in sys.path:
 import click  # noqa: E402
 
 from llmcli.cli.app import EXIT_CODES_HELP, cli, completion_script  # noqa: E402
+from llmcli.cli.widget import WIDGET_FILES, widget_script  # noqa: E402
 from llmcli.config.settings import PRESETS  # noqa: E402
 
 PROG = "llmcli"
@@ -70,6 +71,9 @@ ENVIRONMENT: List[Tuple[str, str]] = [
     ("LLMCLI_SEARXNG_URL", "SearXNG instance for web_search."),
     ("LLMCLI_DUCKDUCKGO_URL", "The DuckDuckGo HTML endpoint web_search uses when neither Brave nor SearXNG is "
                               "configured (default https://html.duckduckgo.com/html/)."),
+    ("LLMCLI_WIDGET_KEY", "The key of the llmcli widget shells load (llmcli widget SHELL), read when it is loaded. "
+                          "Default: Alt-L (\\el in bash and fish, ^[l in zsh)."),
+    ("LLMCLI_WIDGET_COMMAND", "The llmcli the widget runs (default: llmcli on PATH)."),
     ("BRAVE_API_KEY", "Brave Search API key for web_search."),
     ("NO_COLOR", "When set and not empty, no colour or other ANSI escapes are written (https://no-color.org)."),
     ("TERM", "With TERM=dumb no colour is used."),
@@ -347,7 +351,10 @@ def man_pages() -> Dict[str, str]:
 
 
 def completions() -> Dict[str, str]:
-    return {filename: completion_script(shell) for shell, filename in COMPLETION_FILES.items()}
+    """The completion scripts and, beside them, the key-binding widgets (`llmcli widget SHELL`)."""
+    files = {filename: completion_script(shell) for shell, filename in COMPLETION_FILES.items()}
+    files.update({filename: widget_script(shell) for shell, filename in WIDGET_FILES.items()})
+    return files
 
 
 STATIC_MODULE = "llmcli/cli/_static.py"
@@ -409,7 +416,7 @@ def _is_ours(relpath: str) -> bool:
         return True
     directory, name = relpath.split("/", 1)
     return (directory == MAN_DIR and name.endswith(".1")) or (
-        directory == COMPLETIONS_DIR and name in COMPLETION_FILES.values())
+        directory == COMPLETIONS_DIR and (name in COMPLETION_FILES.values() or name in WIDGET_FILES.values()))
 
 
 def stale_files(root: str) -> List[str]:

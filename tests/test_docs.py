@@ -17,6 +17,7 @@ import pytest
 
 from conftest import invoke
 from llmcli.cli.app import cli
+from llmcli.cli.widget import WIDGET_FILES
 from llmcli.config.settings import PRESETS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +141,7 @@ def test_setup_cfg_installs_every_generated_file():
     expected.update({COMPLETION_FILES["bash"]: "share/bash-completion/completions",
                      COMPLETION_FILES["zsh"]: "share/zsh/site-functions",
                      COMPLETION_FILES["fish"]: "share/fish/vendor_completions.d"})
+    expected.update({f"completions/{name}": "share/llmcli/widgets" for name in WIDGET_FILES.values()})
     assert installed == expected
 
 

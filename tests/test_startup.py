@@ -24,6 +24,7 @@ def imported_modules(*args, env=None):
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
                                   ("--version",), ("doctor", "--help"), ("templates", "--help"),
                                   ("templates", "list", "--help")])
+                                  ("cmd", "--help"), ("widget", "--help"), ("--version",)])
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0

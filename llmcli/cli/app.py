@@ -735,3 +735,8 @@ cli.add_command(doctor_command)
 from .mcp import mcp_group  # noqa: E402
 
 cli.add_command(mcp_group)
+from .cmd import cmd_command  # noqa: E402 (issue 20; both modules import nothing heavy)
+from .widget import widget_command  # noqa: E402
+
+cli.add_command(cmd_command)
+cli.add_command(widget_command)

@@ -79,8 +79,9 @@ def _describe_os() -> str:
 # --------------------------------------------------------------------------------------------
 # extraction
 
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_PROSE_START = re.compile(r"^(?:[A-Z][a-z]+[,:]?\s|(?:here|this|that|the|to|you|it|note|use|run)\b)", re.I)
+_PROSE_START = re.compile(r"^(?:(?-i:[A-Z][a-z]*)[,:]?\s|(?:here|this|that|the|to|you|it|note|use|run)\b)", re.I)
 _PROSE_END = re.compile(r"[.:!?]$")
 
 
@@ -93,7 +94,8 @@ class Extracted:
 def extract_command(text: str) -> Extracted:
     """Exactly one command out of the model's answer: fenced blocks first, then `$ ` lines, then the first
     line that does not read as prose. Several candidates: the first, the rest in `others`."""
-    text = (text or "").strip()
+    # Reasoning models served without a reasoning field write their thoughts inline: never a command.
+    text = _THINK.sub("", text or "").strip()
     candidates: List[str] = []
     for match in _FENCE.finditer(text):
         lines = [_strip_prompt(line) for line in match.group(2).splitlines()]
@@ -132,8 +134,15 @@ def _join_continuations(lines: List[str]) -> List[str]:
     return out
 
 
+_LIST_ITEM = re.compile(r"^(?:[-*•]|\d+[.)])\s")
+
+
 def _looks_like_prose(line: str) -> bool:
     words = line.split()
+    if _LIST_ITEM.match(line):
+        return True  # "- /var/log/x: a log file" or "1. First, …": a list item is prose, not a command
+    if re.match(r"[A-Z][a-z]*\b", line) and re.search(r"[.!?]$", line):
+        return True  # "Sorry." — a capitalised sentence; commands are lower case
     if len(words) >= 4 and _PROSE_END.search(line) and _PROSE_START.search(line):
         return True
     return bool(_PROSE_START.match(line)) and len(words) >= 4 and not any(ch in line for ch in "|&;<>$=/-")
@@ -194,6 +203,10 @@ _RISKS = [
     (re.compile(r"\bchmod\s+(?:-\w*R|--recursive)"), "chmod -R changes permissions on a whole tree"),
     (re.compile(r"\b(?:curl|wget)\b[^|]*\|\s*(?:sudo\s+)?(?:ba|z|fi|da)?sh\b"), "pipes a download straight into a shell"),
     (re.compile(r"(?:^|[;&|(]\s*)sudo\b"), "runs with root privileges (sudo)"),
+    # What is shown on a terminal is sanitized (ESC as ^[, bidi overrides as <U+202E>); what would run is
+    # not, so say that the two differ.
+    (re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]"),
+     "contains control or bidi characters (shown escaped; they would run as they are)"),
 ]
 _REDIRECT = re.compile(r"(?<![>&0-9])[0-9]?>(?![>&])\|?\s*([^\s;&|<>]+)")
 
@@ -215,6 +228,56 @@ def risk_notes(command: str, cwd: Optional[str] = None) -> List[str]:
 # the conversation
 
 
+# --------------------------------------------------------------------------------------------
+# is the program there?
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_PREFIXES = {"sudo", "doas", "env", "command", "exec", "time", "nice", "nohup", "builtin", "xargs"}
+_NOT_JUDGED = re.compile(r"[(){}\[\]$`|&;<>*?]")
+
+
+def program_of(command: str) -> Optional[str]:
+    """The program the command starts with (after VAR=value and sudo/env/…), or None when that is not a
+    plain word (a keyword, a subshell, an expansion): those are the shell's business, not ours."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: the syntax check says so already
+        return None
+    for word in words:
+        if _ASSIGNMENT.match(word) or word in _PREFIXES:
+            continue
+        if word.startswith("-") and word != "-":
+            return None  # an option of sudo/env/nice: which word after it is the program is theirs to say
+        return None if _NOT_JUDGED.search(word) else word
+    return None
+
+
+def missing_program(command: str, shell: str, cwd: Optional[str] = None) -> Optional[str]:
+    """A note when the command's program is neither on PATH nor a builtin, function or keyword of
+    `shell` (asked with `type`, which runs nothing); None when it is there or cannot be judged."""
+    word = program_of(command)
+    if not word or shell == "pwsh":
+        return None
+    if "/" in word:
+        path = os.path.join(cwd or os.getcwd(), os.path.expanduser(word))
+        return None if os.path.exists(path) else f"{word} does not exist"
+    if shutil.which(word):
+        return None
+    exe = shutil.which(shell)
+    if exe is None:
+        return None
+    argv = ([exe, "--no-config", "-c", "type -q -- $argv[1]", word] if shell == "fish"
+            else [exe, "-c", 'type "$1" >/dev/null 2>&1', "llmcli", word])
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=SYNTAX_CHECK_TIMEOUT,
+                              env=_quiet_env())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None if proc.returncode == 0 else f"{word} is not installed here (not on PATH, not a {shell} builtin)"
+
+
 @dataclass
 class Proposal:
     command: str
@@ -224,6 +287,7 @@ class Proposal:
     risk: List[str]
     repaired: bool = False
     answer: str = ""  # what the model wrote last
+    notes: List[str] = field(default_factory=list)  # e.g. the program is not installed (not a bar to running)
 
 
 Ask = Callable[[List[dict]], str]  # messages → the assistant's text
@@ -245,14 +309,23 @@ class CommandConversation:
         self.messages.append({"role": "assistant", "content": answer})
         got = extract_command(answer)
         check = check_syntax(got.command, self.shell) if got.command else SyntaxCheck(False, "no command in the answer")
-        return Proposal(got.command, self.shell, check, got.others, risk_notes(got.command, self.cwd), answer=answer)
+        return Proposal(got.command, self.shell, check, got.others, risk_notes(got.command, self.cwd), answer=answer,
+                        notes=self._notes(got.command))
+
+    def _notes(self, command: str) -> List[str]:
+        missing = missing_program(command, self.shell, self.cwd) if command else None
+        return [missing] if missing else []
 
     def propose(self) -> Proposal:
         """A command; when the shell rejects it, one repair request with the shell's error."""
         first = self._turn()
         if first.syntax.ok:
             return first
-        self.messages.append({"role": "user", "content": repair_message(self.shell, first.command, first.syntax.error)})
+        if first.command:
+            repair = repair_message(self.shell, first.command, first.syntax.error)
+        else:
+            repair = f"Your answer held no command. Answer with one {self.shell} command only, on one line."
+        self.messages.append({"role": "user", "content": repair})
         second = self._turn()
         second.repaired = True
         if not second.command:
@@ -266,8 +339,12 @@ class CommandConversation:
         return self.propose()
 
     def check(self, command: str) -> Proposal:
-        """The user's own edit, checked the same way (no model involved)."""
-        return Proposal(command, self.shell, check_syntax(command, self.shell), [], risk_notes(command, self.cwd))
+        """The user's own edit, checked the same way (no model involved). The edit is noted in the
+        conversation so that a later revision starts from it."""
+        self.messages.append({"role": "user", "content": f"I edited the command to:\n{command}"})
+        self.messages.append({"role": "assistant", "content": command})
+        return Proposal(command, self.shell, check_syntax(command, self.shell), [], risk_notes(command, self.cwd),
+                        notes=self._notes(command))
 
 
 def shell_argv(shell: str, command: str, environ=os.environ) -> List[str]:
