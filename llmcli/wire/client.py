@@ -178,12 +178,13 @@ def _socket_of(raw):
 class Exchange:
     """One successful (2xx) response being read: yields stream events, never retried."""
 
-    def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None):
+    def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None,
+                 tool_names=()):
         self.response = response
         self.settings = settings
         self.started = started
         self.deadline = deadline
-        self.decoder = StreamDecoder()
+        self.decoder = StreamDecoder(tool_names)
         self.sse = SSEDecoder()
         self.recorder = recorder
         self.bytes_read = 0
@@ -369,7 +370,7 @@ class HTTPTransport:
                 if self.recorder is not None:
                     self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
                 if 200 <= resp.status_code < 300:
-                    yield Exchange(resp, s, started, self.run_deadline, self.recorder)
+                    yield Exchange(resp, s, started, self.run_deadline, self.recorder, tool_names_of(body))
                     return
                 final_error = self._http_error(resp)
                 if (self.stream_options_rejected(final_error) and "stream_options" in body
@@ -440,6 +441,16 @@ class HTTPTransport:
         if override == "true" or resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
             return f"HTTP {resp.status_code} {snippet(str(error.args[0]).split(': ', 1)[-1], 60)}", parse_retry_after(resp.headers)
         return None, None
+
+
+def tool_names_of(body: dict) -> tuple:
+    """The function names a request offers (a tool-call name split across deltas is joined only into one)."""
+    names = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return tuple(names)
 
 
 def request_failure(exc, host: str, connect_timeout: float, read_timeout: float):
