@@ -49,7 +49,23 @@ class FinishReason:
     reason: str
 
 
-StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason]
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call while it streams, for UIs that show a call forming (`--jsonl`).
+
+    `index` is the call's position in the turn (0, 1, …: the order of the complete calls that follow),
+    whatever index the provider sent; `id` and `name` are what is known so far (None until they
+    arrive); `arguments` is this delta's raw fragment ("" when it carried none). Only emitted when the
+    decoder is asked to (`StreamDecoder.emit_tool_call_deltas`): the complete call is the contract.
+    """
+
+    index: int
+    id: Optional[str]
+    name: Optional[str]
+    arguments: str
+
+
+StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta]
 
 
 # --- tool calls ---------------------------------------------------------------------------------

@@ -1258,3 +1258,25 @@ def test_arguments_resent_whole_keep_one_copy(way):
 def test_resent_arguments_that_differ_stay_an_error():
     calls = accumulate([tc(0, "c", "f", '{"q":"x"}')], [tc(0, arguments='{"q":"y"}')])
     assert calls[0].arguments is None and "invalid JSON" in calls[0].parse_error
+
+
+def test_tool_call_delta_events_when_asked(way):
+    from llmcli.wire.stream import ToolCallDelta
+
+    stream = [
+        data(chunk({"tool_calls": [tc(0, "a", "f", ""), tc(1, "b", "g", '{"y"')]})),
+        data(chunk({"tool_calls": [tc(0, arguments='{"x":1}')]})),
+        data(chunk({"tool_calls": [tc(1, arguments=":2}")]}, finish="tool_calls")),
+        DONE,
+    ]
+    decoder = StreamDecoder()
+    decoder.emit_tool_call_deltas = True
+    events = []
+    for sse_event in iter_sse_events(rechunk(stream, way)):
+        events += decoder.feed_event(sse_event)
+    assert [e for e in events if isinstance(e, ToolCallDelta)] == [
+        ToolCallDelta(0, "a", "f", ""), ToolCallDelta(1, "b", "g", '{"y"'),
+        ToolCallDelta(0, "a", "f", '{"x":1}'), ToolCallDelta(1, "b", "g", ":2}")]
+    # off by default: the text path never pays for them
+    _, quiet = run(stream, way)
+    assert not any(isinstance(e, ToolCallDelta) for e in _)

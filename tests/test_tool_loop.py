@@ -306,3 +306,40 @@ def test_a_forced_tool_choice_holds_for_the_first_request_only(server, choice):
     first, second = [q.json for q in server.requests if q.path == "/v1/chat/completions"]
     assert first["tool_choice"] == json.loads(choice)
     assert second["tool_choice"] == "auto"
+
+
+def test_jsonl_tool_call_deltas_before_the_complete_call(server, page, way):
+    calls = [("call_a", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=split_three_ways(tool_call_stream(calls, split=5))[way]),
+                 Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--jsonl", "go")
+    assert r.exit_code == 0, r
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    kinds = [e["type"] for e in events]
+    deltas = [e for e in events if e["type"] == "tool_call_delta"]
+    assert deltas and kinds.index("tool_call") > kinds.index("tool_call_delta")
+    assert max(i for i, k in enumerate(kinds) if k == "tool_call_delta") < kinds.index("tool_call")
+    assert {d["index"] for d in deltas} == {0}
+    assert deltas[0]["id"] == "call_a" and deltas[0]["name"] == "web_fetch"
+    assert "".join(d["arguments"] for d in deltas) == calls[0][2]
+
+
+def test_tool_call_deltas_only_in_jsonl(server, page):
+    calls = [("call_a", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--json", "go")
+    assert r.exit_code == 0, r
+    assert "tool_call_delta" not in r.stdout and "tool_call_delta" not in r.stderr
+
+
+def test_split_tool_name_joined_end_to_end(server, page):
+    pieces = sse(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                    "function": {"name": "web_", "arguments": ""}}]),
+                 chunk(tool_calls=[{"index": 0, "function": {"name": "fetch",
+                                                             "arguments": json.dumps({"url": page})}}]),
+                 chunk(finish="tool_calls"))
+    server.chat([Reply(pieces=pieces), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--json", "go")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["tool_calls"][0]["name"] == "web_fetch" and "42" in doc["tool_calls"][0]["output"]

@@ -293,6 +293,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
                                 show_usage=show_usage, render_markdown=render_markdown, raw=raw)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
+    wiring.run.tool_call_deltas = mode == "jsonl"
     announce_local_model(settings, wiring.run.transport, diag)
     error, stopped = wiring.drive(renderer)
     if stopped is not None:

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..errors import LLMCliError
 from .sanitize import StreamSanitizer, sanitize
-from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, ToolFinished,
+from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, ToolCallDelta, ToolFinished,
                       ToolStarted, TurnDone, UsageUpdate, describe_arguments)
 
 DIM = "\x1b[2m"
@@ -304,6 +304,9 @@ class JSONLRenderer(_Renderer):
             self._emit({"type": "usage", "usage": ev.usage})
         elif isinstance(ev, FinishReason):
             self._emit({"type": "finish", "finish_reason": ev.reason})
+        elif isinstance(ev, ToolCallDelta):
+            self._emit({"type": "tool_call_delta", "index": ev.index, "id": ev.id, "name": ev.name,
+                        "arguments": ev.arguments})
         elif isinstance(ev, ToolStarted):
             c = ev.activity.call
             self._emit({"type": "tool_call", "id": c.id, "name": c.name,

@@ -127,6 +127,8 @@ class ChatRun:
         self.current_turn_text: List[str] = []
         self.unexecuted_calls: List[ToolCall] = []
         self._always_allowed = False
+        # ToolCallDelta events while calls stream (`--jsonl` shows calls forming; others need not pay).
+        self.tool_call_deltas = False
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -217,6 +219,8 @@ class ChatRun:
                 yield item
             else:
                 exchange = item
+        if self.tool_call_deltas and hasattr(exchange.decoder, "emit_tool_call_deltas"):
+            exchange.decoder.emit_tool_call_deltas = True
         try:
             try:
                 for ev in exchange.events():

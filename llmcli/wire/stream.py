@@ -27,6 +27,7 @@ __all__ = [
     "FinishReason",
     "StreamEvent",
     "ToolCall",
+    "ToolCallDelta",
     "ToolCallAccumulator",
     "StreamDecoder",
     "TurnResult",
@@ -38,17 +39,18 @@ __all__ = [
 SNIPPET_CHARS = 80  # PROTOCOL.md §2: a non-JSON payload is reported with "a short snippet of it"
 
 
-from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, ToolCall, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
+from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, ToolCall, ToolCallDelta, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
 
 
 class _PendingCall:
     """A tool call while its deltas are still arriving."""
 
-    __slots__ = ("index", "id", "name", "arg_parts", "arg_object", "declared")
+    __slots__ = ("index", "id", "name", "arg_parts", "arg_object", "declared", "position")
 
     def __init__(self, index: Optional[int], call_id: Optional[str], name: Optional[str],
                  declared: frozenset = frozenset()):
         self.declared = declared  # the tool names offered in the request (for split names)
+        self.position = 0  # its place among the turn's calls
         self.index = index
         self.id = call_id
         self.name = name
@@ -120,6 +122,13 @@ def _parse_arguments(raw: str):
     if not isinstance(value, dict):
         return None, "tool-call arguments must be a JSON object, received %s" % error_snippet(raw)
     return value, None
+
+
+def _progress(position: int, call: _PendingCall, function: Any) -> ToolCallDelta:
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if not isinstance(arguments, str):
+        arguments = "" if arguments is None else json.dumps(arguments, ensure_ascii=False)
+    return ToolCallDelta(position, call.id, call.name, arguments)
 
 
 def _one_copy(raw: str) -> Optional[str]:
@@ -211,17 +220,22 @@ class ToolCallAccumulator:
         """Whether the turn asked for tools: decide from this, not from finish_reason (§3)."""
         return bool(self._calls) or self._legacy_call_counts()
 
-    def add_tool_call_deltas(self, deltas: Any) -> None:
-        """Add the `tool_calls` list of one delta (or of a non-streamed message)."""
+    def add_tool_call_deltas(self, deltas: Any, events: Optional[list] = None) -> None:
+        """Add the `tool_calls` list of one delta (or of a non-streamed message).
+
+        With `events`, a ToolCallDelta for each entry is appended to it (the call as it forms).
+        """
         if isinstance(deltas, dict):
             deltas = [deltas]
         if not isinstance(deltas, list):
             return
         for delta in deltas:
             if isinstance(delta, dict):
-                self._add_one(delta)
+                call = self._add_one(delta)
+                if events is not None and call is not None:
+                    events.append(_progress(call.position, call, delta.get("function")))
 
-    def add_function_call_delta(self, fc: Any) -> None:
+    def add_function_call_delta(self, fc: Any, events: Optional[list] = None) -> None:
         """Add a legacy `function_call` delta.
 
         Servers that send it *alongside* `tool_calls` (same call twice) must not produce two calls,
@@ -232,6 +246,8 @@ class ToolCallAccumulator:
         if self._legacy is None:
             self._legacy = _PendingCall(None, None, None)
         self._legacy.add(None, _normalise_name(fc.get("name")), fc.get("arguments"))
+        if events is not None and not self._saw_tool_calls:
+            events.append(_progress(0, self._legacy, fc))
 
     def finish(self) -> List[ToolCall]:
         """The calls in order, arguments parsed now (once), ids made unique and non-empty."""
@@ -263,12 +279,13 @@ class ToolCallAccumulator:
 
     def _new_call(self, index: Optional[int], call_id: Optional[str], name: Optional[str]):
         call = _PendingCall(index, call_id, name, self._declared)
+        call.position = len(self._calls)
         self._calls.append(call)
         if index is not None:
             self._by_index[index] = call
         return call
 
-    def _add_one(self, delta: dict) -> None:
+    def _add_one(self, delta: dict) -> Optional[_PendingCall]:
         index = _normalise_index(delta.get("index"))
         call_id = _normalise_id(delta.get("id"))
         function = delta.get("function")
@@ -278,7 +295,7 @@ class ToolCallAccumulator:
         arguments = function.get("arguments")
 
         if index is None and call_id is None and name is None and arguments is None:
-            return  # `{}`: nothing to add, and not a call of its own
+            return None  # `{}`: nothing to add, and not a call of its own
         self._saw_tool_calls = True
         call = self._find_call(index, call_id, name, arguments)
         if call is None:
@@ -290,6 +307,7 @@ class ToolCallAccumulator:
         if call.id is not None:
             self._by_id.setdefault(call.id, call)
         self._latest = call
+        return call
 
     def _find_call(self, index, call_id, name, arguments) -> Optional[_PendingCall]:
         """The pending call this delta continues, or None when it starts a new one."""
@@ -377,6 +395,8 @@ class StreamDecoder:
         self.done = False
         self.tool_calls = ToolCallAccumulator(tool_names)
         self._tool_calls_in_delta = False
+        # ToolCallDelta events as calls stream: only `--jsonl` shows them, so only it pays for them.
+        self.emit_tool_call_deltas = False
         self.chunks_seen = 0
 
     @property
@@ -492,11 +512,12 @@ class StreamDecoder:
         tool_calls = delta.get("tool_calls")
         if tool_calls:
             self._tool_calls_in_delta = True
-            self.tool_calls.add_tool_call_deltas(tool_calls)
+            self.tool_calls.add_tool_call_deltas(tool_calls, events if self.emit_tool_call_deltas else None)
         function_call = delta.get("function_call")
         if function_call:
             self._tool_calls_in_delta = True
-            self.tool_calls.add_function_call_delta(function_call)
+            self.tool_calls.add_function_call_delta(function_call,
+                                                    events if self.emit_tool_call_deltas else None)
 
     def _add_message(self, message: dict, events: List[StreamEvent], delta: Optional[dict]) -> None:
         """A `message` in a chunk: a whole answer, a fragment, or the message so far.
@@ -540,12 +561,13 @@ class StreamDecoder:
                 events.append(RefusalDelta(piece))
         if delta is not None and (self._tool_calls_in_delta or self.tool_calls.has_calls):
             return  # the calls came as deltas (or were taken from a message already): never twice
+        progress = events if self.emit_tool_call_deltas else None
         tool_calls = message.get("tool_calls")
         if tool_calls:
-            self.tool_calls.add_tool_call_deltas(tool_calls)
+            self.tool_calls.add_tool_call_deltas(tool_calls, progress)
         function_call = message.get("function_call")
         if function_call:
-            self.tool_calls.add_function_call_delta(function_call)
+            self.tool_calls.add_function_call_delta(function_call, progress)
 
     # --- output ---
 
