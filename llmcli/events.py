@@ -113,15 +113,30 @@ class TurnResult:
     tool_calls: List[ToolCall] = field(default_factory=list)
     usage: Optional[dict] = None
     model: Optional[str] = None
+    # OpenRouter's `reasoning_details` items as received (stream fragments of one item merged), to be
+    # handed back verbatim: thinking models need them across tool calls (issue 18).
+    reasoning_details: Optional[list] = None
+    logprobs: Optional[list] = None  # the chosen tokens' logprobs entries, when asked for (--logprobs)
 
-    def assistant_message(self) -> dict:
+    def assistant_message(self, reasoning_field: Optional[str] = None) -> dict:
         """The assistant message to send back before the tool results (PROTOCOL.md §3).
 
-        Reasoning and refusal are not sent back: several providers reject unknown fields in input.
+        Reasoning and refusal are not sent back unless `reasoning_field` names how this provider takes
+        it (`send_reasoning` in the config): several providers reject unknown fields in input, and
+        DeepSeek rejects its own `reasoning_content`. "reasoning_details" (OpenRouter) sends the
+        details verbatim, or the text as `reasoning` when there were none; "reasoning_content" (vLLM,
+        llama.cpp, Moonshot, ...) sends the text.
         """
         # "" rather than null when the turn only called tools: OpenAI accepts either, but
         # llama-cpp-python's server (HTTP 500), llama.cpp's server (ggml-org/llama.cpp#13471) and SGLang reject null.
         message: Dict[str, Any] = {"role": "assistant", "content": self.content}
+        if reasoning_field == "reasoning_details":
+            if self.reasoning_details:
+                message["reasoning_details"] = self.reasoning_details
+            elif self.reasoning:
+                message["reasoning"] = self.reasoning
+        elif reasoning_field and self.reasoning:
+            message[reasoning_field] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = [call.to_message_dict() for call in self.tool_calls]
         return message

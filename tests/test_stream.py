@@ -165,7 +165,10 @@ def test_openrouter_stream_with_comments_duplicate_reasoning_and_cost(way):
     result = decoder.finish()
     assert result == TurnResult(content="4", reasoning="Two plus two.", refusal="",
                                 finish_reason="stop", tool_calls=[], usage=OPENROUTER_USAGE,
-                                model="deepseek/deepseek-r1")
+                                model="deepseek/deepseek-r1",
+                                # the item's fragments joined, every other field as sent (issue 18)
+                                reasoning_details=[{"type": "reasoning.text", "text": "Two plus two.",
+                                                    "format": "unknown", "index": 0}])
     assert result.usage["cost"] == 0.0000275
 
 

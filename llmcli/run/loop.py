@@ -170,7 +170,7 @@ class ChatRun:
             while True:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
-                self.messages.append(turn.assistant_message())
+                self.messages.append(turn.assistant_message(self._reasoning_field(turn)))
                 self.current_turn_text = []  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
                 if not calls:
@@ -202,6 +202,13 @@ class ChatRun:
                         yield RunWarning(self.pending_warnings.pop(0))
         finally:
             self.ended_at = time.monotonic()
+
+    def _reasoning_field(self, turn: TurnResult) -> Optional[str]:
+        """How this turn's reasoning goes back on its assistant message, or None (send_reasoning)."""
+        mode = getattr(self.settings, "send_reasoning", "never")
+        if mode == "always" or (mode == "tool_turns" and turn.tool_calls):
+            return getattr(self.settings, "reasoning_field", "reasoning_content")
+        return None
 
     def _one_turn(self, round_no):
         from ..wire.client import Retrying

@@ -395,6 +395,8 @@ class StreamDecoder:
         self.done = False
         self.tool_calls = ToolCallAccumulator(tool_names)
         self._tool_calls_in_delta = False
+        self._reasoning_details: Optional[list] = None
+        self._details_in_delta = False
         # ToolCallDelta events as calls stream: only `--jsonl` shows them, so only it pays for them.
         self.emit_tool_call_deltas = False
         self.chunks_seen = 0
@@ -509,6 +511,9 @@ class StreamDecoder:
             if refusal:
                 self._refusal.append(refusal)
                 events.append(RefusalDelta(refusal))
+        details = delta.get("reasoning_details")
+        if details and isinstance(details, list):
+            self._add_details(details)
         tool_calls = delta.get("tool_calls")
         if tool_calls:
             self._tool_calls_in_delta = True
@@ -559,6 +564,9 @@ class StreamDecoder:
             if piece:
                 self._refusal.append(piece)
                 events.append(RefusalDelta(piece))
+        details = message.get("reasoning_details")
+        if details and isinstance(details, list) and not self._details_in_delta:
+            self._reasoning_details = [dict(item) if isinstance(item, dict) else item for item in details]
         if delta is not None and (self._tool_calls_in_delta or self.tool_calls.has_calls):
             return  # the calls came as deltas (or were taken from a message already): never twice
         progress = events if self.emit_tool_call_deltas else None
@@ -568,6 +576,28 @@ class StreamDecoder:
         function_call = message.get("function_call")
         if function_call:
             self.tool_calls.add_function_call_delta(function_call, progress)
+
+    def _add_details(self, details: list) -> None:
+        """Keep OpenRouter's `reasoning_details` items as sent; a streamed item arrives in fragments
+        that share its `index` and `type`, so their `text`/`summary` are joined into one item."""
+        self._details_in_delta = True
+        kept = self._reasoning_details
+        if kept is None:
+            kept = self._reasoning_details = []
+        for item in details:
+            if not isinstance(item, dict):
+                continue
+            last = kept[-1] if kept else None
+            if (last is not None and "index" in item and last.get("index") == item.get("index")
+                    and last.get("type") == item.get("type")):
+                for key, value in item.items():
+                    if key in ("text", "summary", "data") and isinstance(value, str) \
+                            and isinstance(last.get(key), str):
+                        last[key] += value
+                    elif value is not None:
+                        last[key] = value
+            else:
+                kept.append(dict(item))
 
     # --- output ---
 
@@ -581,6 +611,7 @@ class StreamDecoder:
             tool_calls=self.tool_calls.finish(),
             usage=self.usage,
             model=self.model,
+            reasoning_details=self._reasoning_details,
         )
 
     def finish(self) -> TurnResult:
