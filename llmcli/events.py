@@ -65,6 +65,18 @@ class ToolCallDelta:
     arguments: str
 
 
+@dataclass(frozen=True)
+class CompletionChunk:
+    """One choice's piece of a legacy `/completions` stream (`llmcli complete`): its text, and the token
+    ids and logprobs the server sent with it (vLLM's `return_token_ids`, `logprobs: N`)."""
+
+    index: int
+    text: str
+    token_ids: Optional[list] = None
+    logprobs: Optional[dict] = None
+    finish_reason: Optional[str] = None
+
+
 StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta]
 
 

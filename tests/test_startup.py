@@ -19,7 +19,7 @@ def imported_modules(*args, env=None):
 
 
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
-                                  ("--version",)])
+                                  ("complete", "--help"), ("--version",)])
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0
@@ -48,4 +48,12 @@ def test_completion_imports_nothing_heavy():
     env.update(COMP_WORDS="llmcli ask -p ", COMP_CWORD="3")
     proc, names = imported_modules(env=env)
     assert "plain,openrouter" in proc.stdout and "click" in names
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_complete_help_rendered_by_click_imports_nothing_heavy():
+    import os
+
+    proc, names = imported_modules("complete", "--help", env=dict(os.environ, COLUMNS="64"))
+    assert proc.returncode == 0 and "click" in names and "token-ids" in proc.stdout
     assert not names & set(HEAVY), sorted(names & set(HEAVY))

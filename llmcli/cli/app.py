@@ -680,3 +680,7 @@ def replay(file, json_output, jsonl_output):
 from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
 
 cli.add_command(batch_command)
+
+from .complete import complete_command  # noqa: E402 (issue 18; the module imports nothing heavy)
+
+cli.add_command(complete_command)

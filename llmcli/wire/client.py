@@ -179,12 +179,13 @@ class Exchange:
     """One successful (2xx) response being read: yields stream events, never retried."""
 
     def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None,
-                 tool_names=()):
+                 tool_names=(), decoder=None):
         self.response = response
         self.settings = settings
         self.started = started
         self.deadline = deadline
-        self.decoder = StreamDecoder(tool_names)
+        # A chat StreamDecoder, or another decoder with the same interface (wire/completions.py).
+        self.decoder = decoder if decoder is not None else StreamDecoder(tool_names)
         self.sse = SSEDecoder()
         self.recorder = recorder
         self.bytes_read = 0
@@ -241,6 +242,9 @@ class Exchange:
                               + snippet(body.decode("utf-8", errors="replace")))
         if not isinstance(parsed, dict):
             raise StreamError("the server sent unexpected JSON: " + snippet(json.dumps(parsed)))
+        if not isinstance(self.decoder, StreamDecoder):
+            yield from self.decoder.feed_whole(parsed)
+            return
         result = decode_non_streamed(parsed)
         self.decoder = _ReplayedDecoder(result)
         yield from self.decoder.replay_events()
@@ -318,14 +322,20 @@ class _ReplayedDecoder:
 
 
 class HTTPTransport:
-    def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None):
+    """`path` and `make_decoder` serve another endpoint with the same retries and timeouts: the legacy
+    /completions (wire/completions.py) is this transport with a CompletionDecoder."""
+
+    def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None,
+                 path: str = "/chat/completions", make_decoder=None):
         import requests
 
         self.settings = settings
         self.recorder = recorder
         self.run_deadline = run_deadline
         self.session = requests.Session()
-        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.path = path
+        self.make_decoder = make_decoder
+        self.url = settings.base_url.rstrip("/") + path
 
     def headers(self) -> dict:
         h = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json",
@@ -370,7 +380,8 @@ class HTTPTransport:
                 if self.recorder is not None:
                     self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
                 if 200 <= resp.status_code < 300:
-                    yield Exchange(resp, s, started, self.run_deadline, self.recorder, tool_names_of(body))
+                    yield Exchange(resp, s, started, self.run_deadline, self.recorder, tool_names_of(body),
+                                   decoder=self.make_decoder() if self.make_decoder is not None else None)
                     return
                 final_error = self._http_error(resp)
                 if (self.stream_options_rejected(final_error) and "stream_options" in body
@@ -423,7 +434,7 @@ class HTTPTransport:
             text += " (check the API key: --api-key, LLMCLI_API_KEY or the provider's key variable)"
         elif 300 <= resp.status_code < 400 and resp.headers.get("location"):
             text = (f"HTTP {resp.status_code} from {self._host()}: the server redirects to "
-                    f"{resp.headers['location']}; use that as the base URL (without /chat/completions)")
+                    f"{resp.headers['location']}; use that as the base URL (without {self.path})")
         elif resp.status_code == 404:
             text += f" (is the base URL right? requests go to {self.url})"
         return HTTPError(text, status=resp.status_code, body=body, code=code)
