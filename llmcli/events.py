@@ -66,6 +66,14 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class TokenLogprobs:
+    """The logprobs of the tokens of the TextDelta that follows it (chat `logprobs: true`): OpenAI's
+    `choices[].logprobs.content` entries, `{token, logprob, bytes, top_logprobs: [...]}`, as sent."""
+
+    entries: list
+
+
+@dataclass(frozen=True)
 class CompletionChunk:
     """One choice's piece of a legacy `/completions` stream (`llmcli complete`): its text, and the token
     ids and logprobs the server sent with it (vLLM's `return_token_ids`, `logprobs: N`)."""
@@ -77,7 +85,8 @@ class CompletionChunk:
     finish_reason: Optional[str] = None
 
 
-StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta]
+StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta,
+                    TokenLogprobs]
 
 
 # --- tool calls ---------------------------------------------------------------------------------

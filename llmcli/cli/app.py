@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..status import ExitStatus
+from .logprob_options import apply_logprobs, logprob_options
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -202,6 +203,7 @@ def cli():
 @click.option("--raw", is_flag=True,
               help="On a terminal, print the answer's control characters as they are (by default escape "
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
+@logprob_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -214,7 +216,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
-    settings = settings_from_params(params)
+    settings, show_logprobs = apply_logprobs(settings_from_params(params), params)
     messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
     if json_output:
         mode = "json"
@@ -224,7 +226,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw)
+            raw=raw, show_logprobs=show_logprobs)
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
@@ -274,7 +276,7 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False, raw=False):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False, show_logprobs=False):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -291,7 +293,8 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         renderer = JSONLRenderer(out, err, err_tty, color)
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
-                                show_usage=show_usage, render_markdown=render_markdown, raw=raw)
+                                show_usage=show_usage, render_markdown=render_markdown, raw=raw,
+                                show_logprobs=show_logprobs)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
     wiring.run.tool_call_deltas = mode == "jsonl"
     announce_local_model(settings, wiring.run.transport, diag)

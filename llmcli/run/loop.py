@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 from ..config.settings import Settings
 from ..errors import LLMCliError, ToolError, ToolRoundLimit
-from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult
+from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, TokenLogprobs, ToolCall, TurnResult
 
 
 from ..events import RunWarning, ToolActivity, ToolFinished, ToolStarted, TurnDone, describe_arguments  # noqa: F401
@@ -117,6 +117,7 @@ class ChatRun:
         self.content_parts: List[str] = []
         self.reasoning_parts: List[str] = []
         self.refusal_parts: List[str] = []
+        self.logprobs: List[dict] = []  # the answer's token logprobs, every turn (--logprobs)
         self.tool_activity: List[ToolActivity] = []
         self.usages: List[dict] = []
         self.finish_reason: Optional[str] = None
@@ -240,6 +241,8 @@ class ChatRun:
                         self.reasoning_parts.append(ev.text)
                     elif isinstance(ev, RefusalDelta):
                         self.refusal_parts.append(ev.text)
+                    elif isinstance(ev, TokenLogprobs):
+                        self.logprobs.extend(ev.entries)
                     elif isinstance(ev, FinishReason):
                         self.finish_reason = ev.reason
                     yield ev

@@ -307,6 +307,10 @@ class _ReplayedDecoder:
 
         if self.result.reasoning:
             yield ReasoningDelta(self.result.reasoning)
+        if self.result.logprobs:
+            from .stream import TokenLogprobs
+
+            yield TokenLogprobs(self.result.logprobs)
         if self.result.content:
             yield TextDelta(self.result.content)
         if self.result.usage:

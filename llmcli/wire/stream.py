@@ -39,7 +39,7 @@ __all__ = [
 SNIPPET_CHARS = 80  # PROTOCOL.md §2: a non-JSON payload is reported with "a short snippet of it"
 
 
-from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, ToolCall, ToolCallDelta, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
+from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, TokenLogprobs, ToolCall, ToolCallDelta, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
 
 
 class _PendingCall:
@@ -397,6 +397,7 @@ class StreamDecoder:
         self._tool_calls_in_delta = False
         self._reasoning_details: Optional[list] = None
         self._details_in_delta = False
+        self._logprobs: list = []
         # ToolCallDelta events as calls stream: only `--jsonl` shows them, so only it pays for them.
         self.emit_tool_call_deltas = False
         self.chunks_seen = 0
@@ -457,6 +458,13 @@ class StreamDecoder:
         if choice is not None:
             # Streamed chunks carry `delta`; a non-streamed answer carries `message` (§2). Some
             # servers put `message` in streamed chunks too, instead of or beside `delta` (issue 18).
+            logprobs = choice.get("logprobs")
+            if logprobs:
+                # Before the text they belong to, so a renderer can tint it as it writes it.
+                entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+                if isinstance(entries, list) and entries:
+                    self._logprobs.extend(entries)
+                    events.append(TokenLogprobs(entries))
             delta = choice.get("delta")
             message = choice.get("message")
             if isinstance(delta, dict):
@@ -612,6 +620,7 @@ class StreamDecoder:
             usage=self.usage,
             model=self.model,
             reasoning_details=self._reasoning_details,
+            logprobs=self._logprobs or None,
         )
 
     def finish(self) -> TurnResult:
