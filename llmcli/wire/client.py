@@ -27,6 +27,8 @@ RETRYABLE_STATUS = {408, 409, 429}
 SECRET_HEADERS = {"authorization", "x-api-key", "api-key", "x-subscription-token", "cookie", "proxy-authorization"}
 READ_SIZE = 65536
 ERROR_BODY_LIMIT = 64 * 1024
+ERROR_TEXT_LIMIT = 1000  # characters of a plain-text error body quoted in the message
+TAIL_BYTES = 64  # the last bytes of a stream quoted when it fails
 
 
 from ..events import Retrying  # noqa: E402,F401 (re-exported)
@@ -83,7 +85,9 @@ def error_message_from_body(body: bytes, content_type: str = "") -> tuple:
             return str(data["detail"]), None
     if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype", "<html")):
         return "the server answered with an HTML page: " + snippet(text), None
-    return snippet(text) or "(empty body)", None
+    # A plain-text body is often the whole explanation (a proxy's, a framework's traceback line): quote
+    # enough of it for a bug report, on one line.
+    return snippet(text, ERROR_TEXT_LIMIT) or "(empty body)", None
 
 
 def snippet(text: str, limit: int = 80) -> str:
@@ -189,11 +193,27 @@ class Exchange:
         self.sse = SSEDecoder()
         self.recorder = recorder
         self.bytes_read = 0
+        self.tail = b""  # the last bytes received (quoted when the stream fails)
         ctype = response.headers.get("content-type", "")
         self.declared_sse = "text/event-stream" in ctype.lower() or not ctype
         self.watchdog = Watchdog(settings.idle_timeout, deadline)
 
     def events(self) -> Iterator:
+        try:
+            yield from self._events()
+        except (StreamError, TimeoutExpired, NetworkError) as exc:
+            _add_context(exc, self.context())
+            raise
+
+    def context(self) -> str:
+        """What a bug report needs from a failed stream: how much arrived, and how it ended."""
+        chunks = getattr(self.decoder, "chunks_seen", 0)
+        text = f"{chunks} chunk{'s' if chunks != 1 else ''} in {self.sse.events_seen} SSE events received"
+        if self.tail:
+            text += "; the last bytes were " + escape_bytes(self.tail)
+        return text
+
+    def _events(self) -> Iterator:
         raw = self.response.raw
         self.watchdog.start(_socket_of(raw))
         try:
@@ -270,6 +290,7 @@ class Exchange:
             raise NetworkError(self._elapsed_msg(f"reading the response failed: {exc}"))
         if data:
             self.bytes_read += len(data)
+            self.tail = (self.tail + data)[-TAIL_BYTES:] if len(data) < TAIL_BYTES else data[-TAIL_BYTES:]
             if self.recorder is not None:
                 self.recorder.response_bytes(data)
         else:
@@ -357,7 +378,7 @@ class HTTPTransport:
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = self.headers()
         if self.recorder is not None:
-            self.recorder.request(self.url, redact_headers(headers), body)
+            self.recorder.request(self.url, redact_headers(headers), body, len(payload))
         attempt = 0
         while True:
             attempt += 1
@@ -382,7 +403,8 @@ class HTTPTransport:
                     raise final_error
             else:
                 if self.recorder is not None:
-                    self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
+                    self.recorder.response_head(resp.status_code, redact_headers(resp.headers),
+                                                round((time.monotonic() - started) * 1000))
                 if 200 <= resp.status_code < 300:
                     yield Exchange(resp, s, started, self.run_deadline, self.recorder, tool_names_of(body),
                                    decoder=self.make_decoder() if self.make_decoder is not None else None)
@@ -395,7 +417,7 @@ class HTTPTransport:
                     body = {k: v for k, v in body.items() if k != "stream_options"}
                     payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
                     if self.recorder is not None:
-                        self.recorder.request(self.url, redact_headers(headers), body)
+                        self.recorder.request(self.url, redact_headers(headers), body, len(payload))
                     attempt -= 1
                     continue
                 retry_reason, retry_after = self._should_retry(resp, final_error)
@@ -432,6 +454,7 @@ class HTTPTransport:
         if self.recorder is not None:
             self.recorder.response_bytes(body)
         message, code = error_message_from_body(body, resp.headers.get("content-type", ""))
+        message = snippet(message, ERROR_TEXT_LIMIT)  # one line, whatever the server put in it
         reason = resp.reason or ""
         text = f"HTTP {resp.status_code}{' ' + reason if reason else ''} from {self._host()}: {message}"
         if resp.status_code == 401:
@@ -456,6 +479,21 @@ class HTTPTransport:
         if override == "true" or resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
             return f"HTTP {resp.status_code} {snippet(str(error.args[0]).split(': ', 1)[-1], 60)}", parse_retry_after(resp.headers)
         return None, None
+
+
+def escape_bytes(data: bytes, limit: int = TAIL_BYTES) -> str:
+    """Bytes for an error message: quoted, control characters and invalid UTF-8 escaped, capped."""
+    text = data[-limit:].decode("utf-8", errors="backslashreplace")
+    shown = json.dumps(text, ensure_ascii=True)
+    return ("…" if len(data) > limit else "") + shown
+
+
+def _add_context(exc, context: str) -> None:
+    """Append the stream's context to an error's message (once; the object, and `.partial`, stay)."""
+    if not exc.args or not isinstance(exc.args[0], str) or getattr(exc, "_context_added", False):
+        return
+    exc.args = (f"{exc.args[0]} ({context})",) + exc.args[1:]
+    exc._context_added = True
 
 
 def tool_names_of(body: dict) -> tuple:
