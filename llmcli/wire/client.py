@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 from ..config.settings import Settings
 from ..errors import HTTPError, NetworkError, StreamError, TimeoutExpired
 from .sse import SSEDecoder
-from .stream import StreamDecoder, decode_non_streamed
+from .stream import StreamDecoder, decode_non_streamed, tool_names_of
 
 RETRYABLE_STATUS = {408, 409, 429}
 SECRET_HEADERS = {"authorization", "x-api-key", "api-key", "x-subscription-token", "cookie", "proxy-authorization"}
@@ -494,16 +494,6 @@ def _add_context(exc, context: str) -> None:
         return
     exc.args = (f"{exc.args[0]} ({context})",) + exc.args[1:]
     exc._context_added = True
-
-
-def tool_names_of(body: dict) -> tuple:
-    """The function names a request offers (a tool-call name split across deltas is joined only into one)."""
-    names = []
-    for tool in body.get("tools") or ():
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            names.append(function["name"])
-    return tuple(names)
 
 
 def request_failure(exc, host: str, connect_timeout: float, read_timeout: float):

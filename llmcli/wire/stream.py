@@ -32,6 +32,7 @@ __all__ = [
     "StreamDecoder",
     "TurnResult",
     "decode_non_streamed",
+    "tool_names_of",
     "error_snippet",
     "provider_error_message",
 ]
@@ -660,6 +661,16 @@ def decode_non_streamed(body: Any) -> TurnResult:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def tool_names_of(body: dict) -> tuple:
+    """The function names a request offers (a tool-call name split across deltas is joined only into one)."""
+    names = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return tuple(names)
 
 
 def error_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
