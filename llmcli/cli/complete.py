@@ -9,7 +9,26 @@ import sys
 
 import click
 
-from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, connection_options, settings_from_params
+from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, _complete_model, _complete_provider, settings_from_params
+
+
+def _connection_options(f):
+    """As ask's connection options, with the endpoint this command uses in --base-url's help."""
+    options = [
+        click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
+                     help="Provider from the config file or a preset (vllm, llamacpp, openai, local, ...)."),
+        click.option("-m", "--model", metavar="MODEL", shell_complete=_complete_model,
+                     help="Model name, an alias from the config, or provider/model.  [env: LLMCLI_MODEL]"),
+        click.option("--base-url", metavar="URL",
+                     help="API root, e.g. http://127.0.0.1:8000/v1 (requests go to URL/completions).  "
+                          "[env: LLMCLI_BASE_URL]"),
+        click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
+        click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def _timeout_options(f):
@@ -35,7 +54,7 @@ def _timeout_options(f):
 
 @click.command("complete", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("prompt", nargs=-1)
-@connection_options
+@_connection_options
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file to the prompt, headed by its name ('-' reads stdin). Repeatable.")
 @click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
