@@ -418,3 +418,25 @@ def test_send_reasoning_bad_value_is_a_config_error(server, tmp_path):
     assert r.exit_code == 3, r
     assert "send_reasoning" in r.stderr and "never, tool_turns, always" in r.stderr
     assert not server.requests
+
+
+def test_reasoning_in_a_history_is_not_sent_to_deepseek(server, tmp_path):
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": "greet", "reasoning_details": [
+            {"type": "reasoning.text", "text": "greet"}]}]))
+    server.chat(Reply(pieces=text_stream("ok")))
+    r = invoke("ask", "-p", "deepseek", "--base-url", server.base_url, "--history", str(history), "again",
+               env={"DEEPSEEK_API_KEY": "sk-ds"})
+    assert r.exit_code == 0, r
+    assistant = [m for m in server.requests[-1].json["messages"] if m["role"] == "assistant"][0]
+    assert assistant == {"role": "assistant", "content": "hello"}
+    # OpenRouter keeps its own details (and drops DeepSeek's field)
+    server.chat(Reply(pieces=text_stream("ok")))
+    r = invoke("ask", "-p", "openrouter", "--base-url", server.base_url, "--history", str(history), "again",
+               env={"OPENROUTER_API_KEY": "sk-or"})
+    assert r.exit_code == 0, r
+    assistant = [m for m in server.requests[-1].json["messages"] if m["role"] == "assistant"][0]
+    assert assistant["reasoning_details"] == [{"type": "reasoning.text", "text": "greet"}]
+    assert "reasoning_content" not in assistant

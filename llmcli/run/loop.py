@@ -46,7 +46,7 @@ def build_request_body(settings: Settings, messages: List[dict], tool_schemas: L
     body: Dict = {}
     if settings.model:
         body["model"] = settings.model
-    body["messages"] = messages
+    body["messages"] = reasoning_for_provider(messages, settings)
     body["stream"] = stream
     if stream:
         # Ask for the usage chunk; servers that do not know the option ignore it (-o stream_options null drops it).
@@ -59,6 +59,29 @@ def build_request_body(settings: Settings, messages: List[dict], tool_schemas: L
         else:
             body[key] = value
     return body
+
+
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
+
+
+def reasoning_for_provider(messages: List[dict], settings: Settings) -> List[dict]:
+    """The messages with only the reasoning fields this provider takes (send_reasoning).
+
+    A conversation can carry reasoning from elsewhere (a --history saved from OpenRouter, a REPL that
+    switched provider): DeepSeek answers HTTP 400 to its own `reasoning_content`, and strict servers
+    reject fields they do not know, so the other fields are dropped here, on the copy that is sent.
+    """
+    mode = getattr(settings, "send_reasoning", "never")
+    field = getattr(settings, "reasoning_field", "reasoning_content")
+    keep = () if mode == "never" else (("reasoning_details", "reasoning") if field == "reasoning_details"
+                                       else (field,))
+    out = None
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant" and any(k in message and k not in keep for k in REASONING_FIELDS):
+            if out is None:
+                out = list(messages)
+            out[i] = {k: v for k, v in message.items() if k not in REASONING_FIELDS or k in keep}
+    return messages if out is None else out
 
 
 def sum_usage(usages: List[dict]) -> Optional[dict]:
