@@ -190,3 +190,19 @@ def test_prompt_from_stdin_and_file(server, tmp_path):
     assert r.exit_code == 0, r
     prompt = sent(server)["prompt"]
     assert "file text" in prompt and "piped" in prompt and prompt.endswith("tail words")
+
+
+def test_debug_names_the_endpoint_payload_size_and_time_to_headers(server):
+    route(server, sse(tc("ok", finish="stop")))
+    r = complete(server, "--debug", "--api-key", "sk-complete-secret-99", "go")
+    assert r.exit_code == 0, r
+    size = len([q for q in server.requests if q.path == "/v1/completions"][-1].body)
+    assert f"POST {server.base_url}/completions ({size} bytes sent) → HTTP 200; headers after " in r.stderr
+    assert "sk-complete-secret-99" not in r.stderr
+
+
+def test_a_cut_completion_stream_error_says_what_arrived(server):
+    server.route("/v1/completions", Reply(pieces=sse(tc("a"), tc("b"), done=False) + [b'data: {"cho'], end="cut"))
+    r = complete(server, "go")
+    assert r.exit_code == 5, r
+    assert "2 chunks in 2 SSE events received" in r.stderr and 'data: {\\"cho' in r.stderr
