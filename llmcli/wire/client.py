@@ -208,7 +208,9 @@ class Exchange:
     def context(self) -> str:
         """What a bug report needs from a failed stream: how much arrived, and how it ended."""
         chunks = getattr(self.decoder, "chunks_seen", 0)
-        text = f"{chunks} chunk{'s' if chunks != 1 else ''} in {self.sse.events_seen} SSE events received"
+        events = self.sse.events_seen
+        text = (f"{chunks} chunk{'s' if chunks != 1 else ''} in {events} SSE event{'s' if events != 1 else ''}"
+                " received")
         if self.tail:
             text += "; the last bytes were " + escape_bytes(self.tail)
         return text
