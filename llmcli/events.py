@@ -49,7 +49,44 @@ class FinishReason:
     reason: str
 
 
-StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason]
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call while it streams, for UIs that show a call forming (`--jsonl`).
+
+    `index` is the call's position in the turn (0, 1, …: the order of the complete calls that follow),
+    whatever index the provider sent; `id` and `name` are what is known so far (None until they
+    arrive); `arguments` is this delta's raw fragment ("" when it carried none). Only emitted when the
+    decoder is asked to (`StreamDecoder.emit_tool_call_deltas`): the complete call is the contract.
+    """
+
+    index: int
+    id: Optional[str]
+    name: Optional[str]
+    arguments: str
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """The logprobs of the tokens of the TextDelta that follows it (chat `logprobs: true`): OpenAI's
+    `choices[].logprobs.content` entries, `{token, logprob, bytes, top_logprobs: [...]}`, as sent."""
+
+    entries: list
+
+
+@dataclass(frozen=True)
+class CompletionChunk:
+    """One choice's piece of a legacy `/completions` stream (`llmcli complete`): its text, and the token
+    ids and logprobs the server sent with it (vLLM's `return_token_ids`, `logprobs: N`)."""
+
+    index: int
+    text: str
+    token_ids: Optional[list] = None
+    logprobs: Optional[dict] = None
+    finish_reason: Optional[str] = None
+
+
+StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta,
+                    TokenLogprobs]
 
 
 # --- tool calls ---------------------------------------------------------------------------------
@@ -97,15 +134,30 @@ class TurnResult:
     tool_calls: List[ToolCall] = field(default_factory=list)
     usage: Optional[dict] = None
     model: Optional[str] = None
+    # OpenRouter's `reasoning_details` items as received (stream fragments of one item merged), to be
+    # handed back verbatim: thinking models need them across tool calls (issue 18).
+    reasoning_details: Optional[list] = None
+    logprobs: Optional[list] = None  # the chosen tokens' logprobs entries, when asked for (--logprobs)
 
-    def assistant_message(self) -> dict:
+    def assistant_message(self, reasoning_field: Optional[str] = None) -> dict:
         """The assistant message to send back before the tool results (PROTOCOL.md §3).
 
-        Reasoning and refusal are not sent back: several providers reject unknown fields in input.
+        Reasoning and refusal are not sent back unless `reasoning_field` names how this provider takes
+        it (`send_reasoning` in the config): several providers reject unknown fields in input, and
+        DeepSeek rejects its own `reasoning_content`. "reasoning_details" (OpenRouter) sends the
+        details verbatim, or the text as `reasoning` when there were none; "reasoning_content" (vLLM,
+        llama.cpp, Moonshot, ...) sends the text.
         """
         # "" rather than null when the turn only called tools: OpenAI accepts either, but
         # llama-cpp-python's server (HTTP 500), llama.cpp's server (ggml-org/llama.cpp#13471) and SGLang reject null.
         message: Dict[str, Any] = {"role": "assistant", "content": self.content}
+        if reasoning_field == "reasoning_details":
+            if self.reasoning_details:
+                message["reasoning_details"] = self.reasoning_details
+            elif self.reasoning:
+                message["reasoning"] = self.reasoning
+        elif reasoning_field and self.reasoning:
+            message[reasoning_field] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = [call.to_message_dict() for call in self.tool_calls]
         return message

@@ -57,6 +57,8 @@ ENVIRONMENT: List[Tuple[str, str]] = [
     ("LLMCLI_TIMEOUT", "Read timeout in seconds (as --timeout)."),
     ("LLMCLI_IDLE_TIMEOUT", "Longest gap between data events in seconds (as --idle-timeout)."),
     ("LLMCLI_MAX_TIME", "Limit for the whole run in seconds (as --max-time)."),
+    ("LLMCLI_SEND_REASONING", "never, tool_turns or always: hand the model's reasoning back on follow-up requests "
+                              "(overrides send_reasoning in the config; default per provider preset)."),
     ("LLMCLI_RETRIES", "Retries before any output (as --retries)."),
     ("LLMCLI_MAX_COST", "Budget in US dollars for one ask run or chat session (as --max-cost)."),
     ("LLMCLI_MAX_TOKENS_TOTAL", "Token budget for one ask run or chat session (as --max-tokens-total)."),

@@ -6,6 +6,7 @@ within the configured bounds (short timeouts, never long sleeps).
 
 import email.utils
 import json
+import re
 import os
 import signal
 import subprocess
@@ -395,7 +396,9 @@ def test_debug_diagnostics_on_success(server, llmcli):
     r = llmcli("--debug", "--api-key", "sk-debug-secret-123456", "q")
     assert r.exit_code == 0
     assert r.stdout == "All good.\n"
-    assert f"POST {server.base_url}/chat/completions → HTTP 200" in r.stderr
+    size = len(server.requests[-1].body)
+    assert re.search(re.escape(f"POST {server.base_url}/chat/completions ({size} bytes sent) → HTTP 200; ")
+                     + r"headers after \d+ ms;", r.stderr), r.stderr  # payload size, time to headers
     assert "sse events 5" in r.stderr and "comments 1" in r.stderr
     assert '"Authorization": "<redacted>"' in r.stderr
     assert "sk-debug-secret-123456" not in r.stderr
@@ -454,3 +457,38 @@ def test_stream_options_set_by_the_user_is_not_dropped(server, llmcli):
     assert r.exit_code == 4
     assert len(server.requests) == 1  # the user's own option is not stripped, and a 400 is final
     assert "bad stream_options" in r.stderr
+
+
+# -- diagnostics for a bug report (issue 18) -------------------------------------------------------
+
+def test_a_failed_stream_says_how_much_arrived_and_the_last_bytes(server, llmcli):
+    pieces = [b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+              b'data: {"choices":[{"index":0,"delta":{"content":"lo"}}]}\n\n',
+              b'data: {"choices":[{"index":0,"delta":{"cont\x1b\xff']
+    server.chat(Reply(pieces=pieces, end="cut"))
+    r = llmcli("q")
+    assert r.exit_code == 5, r
+    assert r.stdout == "Hello\n"
+    line = [x for x in r.stderr.splitlines() if x.startswith("llmcli: error:")][0]
+    assert "2 chunks in 2 SSE events received" in line
+    assert 'the last bytes were "' in line and '{\\"cont\\u001b\\\\xff"' in line  # escaped
+    assert "\x1b" not in r.stderr and len(line) < 400
+
+
+def test_a_plain_text_error_body_is_quoted_up_to_1000_characters(server, llmcli):
+    text = ("upstream said: " + "x" * 20 + " ") * 40  # about 1,440 characters
+    server.chat(Reply(status=502, pieces=[text.encode()], content_type="text/plain", chunked=False))
+    r = llmcli("--retries", "0", "q")
+    assert r.exit_code == 4, r
+    line = r.stderr.strip().splitlines()[-1]
+    quoted = line.split(": ", 3)[-1]
+    assert 990 <= len(quoted) <= 1000 and quoted.endswith("…")
+    assert quoted.startswith("upstream said: xxxx")
+
+
+def test_a_multi_line_json_error_message_stays_on_one_line(server, llmcli):
+    body = json.dumps({"error": {"message": "line one\n  line two\n\n  line three"}}).encode()
+    server.chat(Reply(status=400, pieces=[body], content_type="application/json", chunked=False))
+    r = llmcli("q")
+    assert r.exit_code == 4, r
+    assert r.stderr.count("\n") == 1 and "line one line two line three" in r.stderr

@@ -445,3 +445,47 @@ def test_chat_with_no_provider_answers_locally_and_ctrl_c_stops_an_answer():
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+# -- llmcli complete: the embedded model's raw completion (issue 18) ---------------------------------
+
+
+@needs_model
+def test_complete_text_prompt_with_the_embedded_model():
+    r = invoke("complete", "--json", "--max-tokens", "8", "The capital of France is")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["text"].strip() and doc["model"] == MODEL_NAME
+    assert doc["finish_reason"] in ("stop", "length")
+    assert 0 < doc["usage"]["completion_tokens"] <= 8 and doc["usage"]["prompt_tokens"] >= 4
+
+
+@needs_model
+def test_complete_token_ids_match_the_text_prompt():
+    loaded = local.load_model(local.local_model_settings({}, None))
+    ids = loaded.llama.tokenize(b"The capital of France is", add_bos=False)
+    by_ids = invoke("complete", "-p", "local", "--json", "--max-tokens", "6", "-o", "seed", "1",
+                    "--token-ids", ",".join(map(str, ids)))
+    by_text = invoke("complete", "-p", "local", "--json", "--max-tokens", "6", "-o", "seed", "1",
+                     "The capital of France is")
+    assert by_ids.exit_code == 0 and by_text.exit_code == 0, (by_ids, by_text)
+    assert json.loads(by_ids.stdout)["text"] == json.loads(by_text.stdout)["text"]
+
+
+@needs_model
+def test_complete_stop_and_echo_with_the_embedded_model():
+    r = invoke("complete", "-p", "local", "--echo", "--max-tokens", "6", "Hello")
+    assert r.exit_code == 0, r
+    assert r.stdout.startswith("Hello")
+    r = invoke("complete", "-p", "local", "--jsonl", "--max-tokens", "12", "--stop", ".", "One, two, three")
+    assert r.exit_code == 0, r
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert "." not in "".join(e.get("text", "") for e in events if e["type"] == "chunk")
+    assert events[-1]["type"] == "done"
+
+
+@needs_model
+def test_complete_logprobs_with_the_embedded_model_is_a_clear_error():
+    r = invoke("complete", "-p", "local", "--logprobs", "2", "--max-tokens", "4", "Hello")
+    assert r.exit_code == 3, r
+    assert "logprobs" in r.stderr and "Traceback" not in r.stderr

@@ -304,3 +304,36 @@ def test_doctor_against_the_real_server(llama_server):
     assert f["reachable"]["ok"] and f["models"]["ok"] and f["chat"]["ok"]
     assert f["streaming"]["ok"] is True
     assert doc["capabilities"]["response_format"] in ("json_schema", "json_object", "prompt")
+# -- llmcli complete: /v1/completions (issue 18) ----------------------------------------------------
+
+
+def test_complete_text_prompt(llama_server):
+    r = invoke("complete", "--base-url", llama_server, "--json", "--max-tokens", "8", "-o", "temperature", "0",
+               "The capital of France is")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["text"].strip() and doc["finish_reason"] in ("stop", "length") and doc["error"] is None
+    assert doc["usage"] is None or doc["usage"]["completion_tokens"] <= 8
+    # text mode prints the same greedy completion
+    r2 = invoke("complete", "--base-url", llama_server, "--max-tokens", "8", "-o", "temperature", "0",
+                "The capital of France is")
+    assert r2.exit_code == 0 and r2.stdout == doc["text"] + "\n"
+
+
+def test_complete_token_id_prompt(llama_server):
+    # llama-cpp-python's server takes `prompt` as a string or a list of strings only (its pydantic
+    # model), so a token-id prompt is refused; llmcli reports the server's answer as one HTTP error
+    # line (exit 4) with the request as sent, and the README's table says which servers take ids.
+    r = invoke("complete", "--base-url", llama_server, "--json", "--max-tokens", "6", "--token-ids", "504,3575,282")
+    print(r.stderr)
+    assert r.exit_code == 4, r
+    doc = json.loads(r.stdout)
+    assert doc["error"]["type"] and doc["text"] == ""
+    assert r.stderr.count("llmcli: error:") == 1 and "HTTP " in r.stderr and "Traceback (most" not in r.stderr
+
+
+def test_complete_jsonl_one_event_per_chunk(llama_server):
+    r = invoke("complete", "--base-url", llama_server, "--jsonl", "--max-tokens", "6", "Once upon a time")
+    assert r.exit_code == 0, r
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["type"] for e in events].count("chunk") >= 2 and events[-1]["type"] == "done"

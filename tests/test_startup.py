@@ -23,7 +23,8 @@ def imported_modules(*args, env=None):
 
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
                                   ("--version",), ("doctor", "--help"), ("templates", "--help"),
-                                  ("templates", "list", "--help"), ("cmd", "--help"), ("widget", "--help")])
+                                  ("templates", "list", "--help"), ("cmd", "--help"), ("widget", "--help"),
+                                  ("complete", "--help")])
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0
@@ -137,3 +138,9 @@ def test_ask_without_mcp_imports_no_mcp_sdk(server):
     proc, names = imported_modules("ask", "--base-url", server.base_url, "hi")
     assert proc.returncode == 0 and proc.stdout == "fine\n" and "requests" in names  # the measurement works
     assert not names & MCP_SDK, sorted(names & MCP_SDK)
+def test_complete_help_rendered_by_click_imports_nothing_heavy():
+    import os
+
+    proc, names = imported_modules("complete", "--help", env=dict(os.environ, COLUMNS="64"))
+    assert proc.returncode == 0 and "click" in names and "token-ids" in proc.stdout
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))

@@ -165,7 +165,10 @@ def test_openrouter_stream_with_comments_duplicate_reasoning_and_cost(way):
     result = decoder.finish()
     assert result == TurnResult(content="4", reasoning="Two plus two.", refusal="",
                                 finish_reason="stop", tool_calls=[], usage=OPENROUTER_USAGE,
-                                model="deepseek/deepseek-r1")
+                                model="deepseek/deepseek-r1",
+                                # the item's fragments joined, every other field as sent (issue 18)
+                                reasoning_details=[{"type": "reasoning.text", "text": "Two plus two.",
+                                                    "format": "unknown", "index": 0}])
     assert result.usage["cost"] == 0.0000275
 
 
@@ -1082,3 +1085,201 @@ def test_assistant_message_with_text_and_calls():
 def test_assistant_message_without_calls():
     result = TurnResult(content="", reasoning="", refusal="", finish_reason="stop")
     assert result.assistant_message() == {"role": "assistant", "content": ""}
+
+
+# === Chunk shapes still misread (issue 18), each fed three ways ===================================
+
+def run_with_tools(chunks, way, tool_names):
+    decoder = StreamDecoder(tool_names)
+    events = []
+    for sse_event in iter_sse_events(rechunk(chunks, way)):
+        events += decoder.feed_event(sse_event)
+    return events, decoder
+
+
+def message_chunk(message, finish=None, delta="absent"):
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    if delta != "absent":
+        choice["delta"] = delta
+    return {"object": "chat.completion.chunk", "choices": [choice]}
+
+
+MESSAGE_INSTEAD_OF_DELTA = [
+    data(message_chunk({"role": "assistant", "content": "Hel"})),
+    data(message_chunk({"content": "lo"})),
+    data(message_chunk({"content": ""}, finish="stop")),
+    DONE,
+]
+
+
+def test_message_fragments_instead_of_delta(way):
+    events, decoder = run(MESSAGE_INSTEAD_OF_DELTA, way)
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hel"), TextDelta("lo")]
+    assert decoder.finish().content == "Hello"
+
+
+MESSAGE_SNAPSHOTS = [
+    data(message_chunk({"role": "assistant", "content": "Hel"})),
+    data(message_chunk({"role": "assistant", "content": "Hello"})),
+    data(message_chunk({"role": "assistant", "content": "Hello"}, finish="stop")),
+    DONE,
+]
+
+
+def test_message_snapshots_add_only_what_is_new(way):
+    events, decoder = run(MESSAGE_SNAPSHOTS, way)
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hel"), TextDelta("lo")]
+    assert decoder.finish().content == "Hello"
+
+
+MESSAGE_BESIDE_DELTA = [
+    # an empty delta with the reasoning in `message`
+    data(message_chunk({"role": "assistant", "reasoning": "Think."}, delta={})),
+    data(message_chunk({"content": "Hel"}, delta={"content": "Hel"})),
+    data(message_chunk({"content": "lo"}, delta={"content": "lo"})),
+    # the last chunk repeats the complete message beside an empty delta
+    data(message_chunk({"role": "assistant", "content": "Hello", "reasoning": "Think."}, delta={},
+                       finish="stop")),
+    DONE,
+]
+
+
+def test_message_beside_delta_keeps_reasoning_and_never_doubles_text(way):
+    events, decoder = run(MESSAGE_BESIDE_DELTA, way)
+    turn = decoder.finish()
+    assert turn.content == "Hello"  # not "HelloHello"
+    assert turn.reasoning == "Think."
+    assert events[0] == ReasoningDelta("Think.")
+
+
+MESSAGE_BESIDE_DELTA_WITH_CALLS = [
+    data(chunk({"tool_calls": [tc(0, "call_a", "lookup", '{"q":')]})),
+    data(chunk({"tool_calls": [tc(0, arguments='"x"}')]})),
+    data(message_chunk({"role": "assistant", "content": None,
+                        "tool_calls": [tc(0, "call_a", "lookup", '{"q":"x"}')]}, delta={},
+                       finish="tool_calls")),
+    DONE,
+]
+
+
+def test_message_beside_delta_does_not_repeat_tool_calls(way):
+    _, decoder = run(MESSAGE_BESIDE_DELTA_WITH_CALLS, way)
+    assert decoder.finish().tool_calls == [call("call_a", "lookup", '{"q":"x"}', {"q": "x"})]
+
+
+REASONING_OBJECTS = [
+    data(chunk({"reasoning": {"text": "One. "}})),
+    data(chunk({"reasoning": {"content": "Two. "}})),
+    data(chunk({"reasoning": [{"type": "reasoning_text", "text": "Three"}, {"content": "."}]})),
+    data(chunk({"reasoning_content": {"text": " Four."}})),
+    data(chunk({"content": "Answer"}, finish="stop")),
+    DONE,
+]
+
+
+def test_reasoning_sent_as_objects_and_lists(way):
+    events, decoder = run(REASONING_OBJECTS, way)
+    turn = decoder.finish()
+    assert turn.reasoning == "One. Two. Three. Four."
+    assert turn.content == "Answer"
+    assert TextDelta("One. ") not in events
+
+
+MAGISTRAL = [
+    data(chunk({"role": "assistant", "content": [
+        {"type": "thinking", "thinking": [{"type": "text", "text": "Let me think"}]}]})),
+    data(chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": " more."}]}]})),
+    data(chunk({"content": [{"type": "text", "text": "The answer"}]})),
+    data(chunk({"content": [{"type": "reasoning", "text": " (aside)"}, {"type": "text", "text": " is 4."}]})),
+    data(chunk({"content": " Done."}, finish="stop")),
+    DONE,
+]
+
+
+def test_content_as_typed_parts_thinking_is_reasoning(way):
+    events, decoder = run(MAGISTRAL, way)
+    turn = decoder.finish()
+    assert turn.content == "The answer is 4. Done."
+    assert turn.reasoning == "Let me think more. (aside)"
+    assert not any(isinstance(e, TextDelta) and "think" in e.text for e in events)
+
+
+def test_non_streamed_message_with_typed_parts():
+    turn = decode_non_streamed({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": [{"type": "thinking", "thinking": "Hmm."},
+                                         {"type": "text", "text": "Yes."}]}}]})
+    assert (turn.content, turn.reasoning) == ("Yes.", "Hmm.")
+
+
+SPLIT_NAME = [
+    data(chunk({"tool_calls": [tc(0, "call_1", "web_", "")]})),
+    data(chunk({"tool_calls": [{"index": 0, "function": {"name": "fetch", "arguments": '{"url":'}}]})),
+    data(chunk({"tool_calls": [tc(0, arguments='"http://x"}')]}, finish="tool_calls")),
+    DONE,
+]
+
+
+def test_tool_name_split_across_deltas_is_joined_when_declared(way):
+    _, decoder = run_with_tools(SPLIT_NAME, way, ["web_fetch", "web_search"])
+    assert decoder.finish().tool_calls == [
+        call("call_1", "web_fetch", '{"url":"http://x"}', {"url": "http://x"})]
+
+
+def test_tool_name_pieces_not_joined_when_the_join_is_not_declared(way):
+    # Without the declaration the first name stands (a changed name is never concatenated).
+    _, decoder = run_with_tools(SPLIT_NAME, way, ["web_search"])
+    assert decoder.finish().tool_calls[0].name == "web_"
+
+
+SPLIT_NAME_NO_INDEX = [
+    data(chunk({"tool_calls": [{"function": {"name": "web_"}}]})),
+    data(chunk({"tool_calls": [{"function": {"name": "search", "arguments": '{"q":"x"}'}}]})),
+    data(chunk({}, finish="tool_calls")),
+    DONE,
+]
+
+
+def test_tool_name_split_without_index(way):
+    _, decoder = run_with_tools(SPLIT_NAME_NO_INDEX, way, ["web_search"])
+    calls = decoder.finish().tool_calls
+    assert [(c.name, c.arguments) for c in calls] == [("web_search", {"q": "x"})]
+
+
+RESENT_ARGUMENTS = [
+    data(chunk({"tool_calls": [tc(0, "call_1", "lookup", '{"q":')]})),
+    data(chunk({"tool_calls": [tc(0, arguments='"x"}')]})),
+    data(chunk({"tool_calls": [tc(0, arguments='{"q": "x"}')]}, finish="tool_calls")),
+    DONE,
+]
+
+
+def test_arguments_resent_whole_keep_one_copy(way):
+    _, decoder = run(RESENT_ARGUMENTS, way)
+    assert decoder.finish().tool_calls == [call("call_1", "lookup", '{"q":"x"}', {"q": "x"})]
+
+
+def test_resent_arguments_that_differ_stay_an_error():
+    calls = accumulate([tc(0, "c", "f", '{"q":"x"}')], [tc(0, arguments='{"q":"y"}')])
+    assert calls[0].arguments is None and "invalid JSON" in calls[0].parse_error
+
+
+def test_tool_call_delta_events_when_asked(way):
+    from llmcli.wire.stream import ToolCallDelta
+
+    stream = [
+        data(chunk({"tool_calls": [tc(0, "a", "f", ""), tc(1, "b", "g", '{"y"')]})),
+        data(chunk({"tool_calls": [tc(0, arguments='{"x":1}')]})),
+        data(chunk({"tool_calls": [tc(1, arguments=":2}")]}, finish="tool_calls")),
+        DONE,
+    ]
+    decoder = StreamDecoder()
+    decoder.emit_tool_call_deltas = True
+    events = []
+    for sse_event in iter_sse_events(rechunk(stream, way)):
+        events += decoder.feed_event(sse_event)
+    assert [e for e in events if isinstance(e, ToolCallDelta)] == [
+        ToolCallDelta(0, "a", "f", ""), ToolCallDelta(1, "b", "g", '{"y"'),
+        ToolCallDelta(0, "a", "f", '{"x":1}'), ToolCallDelta(1, "b", "g", ":2}")]
+    # off by default: the text path never pays for them
+    _, quiet = run(stream, way)
+    assert not any(isinstance(e, ToolCallDelta) for e in _)

@@ -310,3 +310,137 @@ def test_a_forced_tool_choice_holds_for_the_first_request_only(server, choice):
     first, second = [q.json for q in server.requests if q.path == "/v1/chat/completions"]
     assert first["tool_choice"] == json.loads(choice)
     assert second["tool_choice"] == "auto"
+
+
+def test_jsonl_tool_call_deltas_before_the_complete_call(server, page, way):
+    calls = [("call_a", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=split_three_ways(tool_call_stream(calls, split=5))[way]),
+                 Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--jsonl", "go")
+    assert r.exit_code == 0, r
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    kinds = [e["type"] for e in events]
+    deltas = [e for e in events if e["type"] == "tool_call_delta"]
+    assert deltas and kinds.index("tool_call") > kinds.index("tool_call_delta")
+    assert max(i for i, k in enumerate(kinds) if k == "tool_call_delta") < kinds.index("tool_call")
+    assert {d["index"] for d in deltas} == {0}
+    assert deltas[0]["id"] == "call_a" and deltas[0]["name"] == "web_fetch"
+    assert "".join(d["arguments"] for d in deltas) == calls[0][2]
+
+
+def test_tool_call_deltas_only_in_jsonl(server, page):
+    calls = [("call_a", "web_fetch", json.dumps({"url": page}))]
+    server.chat([Reply(pieces=tool_call_stream(calls)), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--json", "go")
+    assert r.exit_code == 0, r
+    assert "tool_call_delta" not in r.stdout and "tool_call_delta" not in r.stderr
+
+
+def test_split_tool_name_joined_end_to_end(server, page):
+    pieces = sse(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                    "function": {"name": "web_", "arguments": ""}}]),
+                 chunk(tool_calls=[{"index": 0, "function": {"name": "fetch",
+                                                             "arguments": json.dumps({"url": page})}}]),
+                 chunk(finish="tool_calls"))
+    server.chat([Reply(pieces=pieces), Reply(pieces=text_stream("ok"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "--json", "go")
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["tool_calls"][0]["name"] == "web_fetch" and "42" in doc["tool_calls"][0]["output"]
+
+
+# --- reasoning across tool calls (issue 18): what the follow-up carries, per provider --------------
+
+def reasoning_tool_stream(url, details=True, field="reasoning"):
+    """A thinking model's turn: reasoning (with OpenRouter's reasoning_details), then one tool call."""
+    def think(text, n):
+        delta = {field: text}
+        if details:
+            delta["reasoning_details"] = [{"type": "reasoning.text", "text": text, "format": "anthropic-claude-v1",
+                                           "index": 0, **({"signature": "sig-XYZ"} if n else {})}]
+        return chunk(**delta)
+    return sse(chunk(role="assistant", content=""), think("Need the ", 0), think("page.", 1),
+               chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                  "function": {"name": "web_fetch", "arguments": json.dumps({"url": url})}}]),
+               chunk(finish="tool_calls"))
+
+
+def follow_up_assistant(server):
+    follow = [q for q in server.requests if q.path == "/v1/chat/completions"][1].json
+    return [m for m in follow["messages"] if m["role"] == "assistant"][-1]
+
+
+def test_openrouter_reasoning_details_go_back_verbatim(server, page, way):
+    server.chat([Reply(pieces=split_three_ways(reasoning_tool_stream(page))[way]),
+                 Reply(pieces=text_stream("42"))])
+    r = invoke("ask", "-p", "openrouter", "--base-url", server.base_url, "-T", "web_fetch",
+               "--allow-private-urls", "--json", "go", env={"OPENROUTER_API_KEY": "sk-or-test"})
+    assert r.exit_code == 0, r
+    assistant = follow_up_assistant(server)
+    assert assistant["reasoning_details"] == [{"type": "reasoning.text", "text": "Need the page.",
+                                               "format": "anthropic-claude-v1", "index": 0,
+                                               "signature": "sig-XYZ"}]
+    assert "reasoning_content" not in assistant
+    assert assistant["tool_calls"][0]["id"] == "c1"
+
+
+def test_deepseek_reasoning_content_never_sent_back(server, page):
+    server.chat([Reply(pieces=reasoning_tool_stream(page, details=False, field="reasoning_content")),
+                 Reply(pieces=text_stream("42"))])
+    r = invoke("ask", "-p", "deepseek", "--base-url", server.base_url, "-T", "web_fetch",
+               "--allow-private-urls", "--json", "go", env={"DEEPSEEK_API_KEY": "sk-ds-test"})
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["reasoning"].startswith("Need the page.")
+    assistant = follow_up_assistant(server)
+    assert set(assistant) == {"role", "content", "tool_calls"}
+
+
+def test_generic_provider_sends_no_reasoning_by_default(server, page):
+    server.chat([Reply(pieces=reasoning_tool_stream(page)), Reply(pieces=text_stream("42"))])
+    r = invoke("ask", "--base-url", server.base_url, "-T", "web_fetch", "--allow-private-urls", "go")
+    assert r.exit_code == 0, r
+    assert set(follow_up_assistant(server)) == {"role", "content", "tool_calls"}
+
+
+def test_send_reasoning_tool_turns_for_a_configured_provider(server, page, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"providers:\n  mine:\n    base_url: {server.base_url}\n    send_reasoning: tool_turns\n")
+    server.chat([Reply(pieces=reasoning_tool_stream(page, details=False, field="reasoning_content")),
+                 Reply(pieces=text_stream("42"))])
+    r = invoke("ask", "--config", str(cfg), "-p", "mine", "-T", "web_fetch", "--allow-private-urls", "go")
+    assert r.exit_code == 0, r
+    assistant = follow_up_assistant(server)
+    assert assistant["reasoning_content"] == "Need the page."
+    assert "reasoning_details" not in assistant
+
+
+def test_send_reasoning_bad_value_is_a_config_error(server, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"providers:\n  mine:\n    base_url: {server.base_url}\n    send_reasoning: sometimes\n")
+    r = invoke("ask", "--config", str(cfg), "-p", "mine", "go")
+    assert r.exit_code == 3, r
+    assert "send_reasoning" in r.stderr and "never, tool_turns, always" in r.stderr
+    assert not server.requests
+
+
+def test_reasoning_in_a_history_is_not_sent_to_deepseek(server, tmp_path):
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": "greet", "reasoning_details": [
+            {"type": "reasoning.text", "text": "greet"}]}]))
+    server.chat(Reply(pieces=text_stream("ok")))
+    r = invoke("ask", "-p", "deepseek", "--base-url", server.base_url, "--history", str(history), "again",
+               env={"DEEPSEEK_API_KEY": "sk-ds"})
+    assert r.exit_code == 0, r
+    assistant = [m for m in server.requests[-1].json["messages"] if m["role"] == "assistant"][0]
+    assert assistant == {"role": "assistant", "content": "hello"}
+    # OpenRouter keeps its own details (and drops DeepSeek's field)
+    server.chat(Reply(pieces=text_stream("ok")))
+    r = invoke("ask", "-p", "openrouter", "--base-url", server.base_url, "--history", str(history), "again",
+               env={"OPENROUTER_API_KEY": "sk-or"})
+    assert r.exit_code == 0, r
+    assistant = [m for m in server.requests[-1].json["messages"] if m["role"] == "assistant"][0]
+    assert assistant["reasoning_details"] == [{"type": "reasoning.text", "text": "greet"}]
+    assert "reasoning_content" not in assistant

@@ -12,6 +12,7 @@ import click
 from ..status import ExitStatus
 from .budget import BUDGET_FLAG_NAMES, budget_options
 from .scripting import apply_templates, plan_from_params, scripting_options, template_options  # nothing heavy
+from .logprob_options import apply_logprobs, logprob_options
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -221,6 +222,7 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
 @scripting_options
 @template_options
+@logprob_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -235,7 +237,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         raise UsageError("--json and --jsonl cannot be used together")
     prompt, no_stdin = apply_templates(params, prompt, files, no_stdin)  # -t: flags win (cli/scripting.py)
     plan = plan_from_params(params)
-    settings = settings_from_params(params)
+    settings, show_logprobs = apply_logprobs(settings_from_params(params), params)
     messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
     if json_output:
         mode = "json"
@@ -245,7 +247,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw, plan=plan)
+            raw=raw, plan=plan, show_logprobs=show_logprobs)
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file):
@@ -299,7 +301,7 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None, show_logprobs=False):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -316,11 +318,13 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
         renderer = JSONLRenderer(out, err, err_tty, color)
     else:
         renderer = TextRenderer(out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
-                                show_usage=show_usage, render_markdown=render_markdown, raw=raw)
+                                show_usage=show_usage, render_markdown=render_markdown, raw=raw,
+                                show_logprobs=show_logprobs)
     if plan is not None and plan.active:  # --schema, -x (cli/scripting.py)
         renderer = plan.renderer(renderer, mode, out, err, out_tty, err_tty, color, show_reasoning=show_reasoning,
                                  show_usage=show_usage, raw=raw)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
+    wiring.run.tool_call_deltas = mode == "jsonl"
     if plan is not None:
         wiring.run = plan.wrap(wiring.run)
     announce_local_model(settings, wiring.run.transport, diag)
@@ -740,3 +744,6 @@ from .widget import widget_command  # noqa: E402
 
 cli.add_command(cmd_command)
 cli.add_command(widget_command)
+from .complete import complete_command  # noqa: E402 (issue 18; the module imports nothing heavy)
+
+cli.add_command(complete_command)

@@ -30,6 +30,10 @@ class Preset:
     model: Optional[str] = None
     headers: Tuple[Tuple[str, str], ...] = ()
     needs_key: bool = True
+    # Reasoning handed back on the assistant message of the follow-up (issue 18): never | tool_turns |
+    # always, and the field the provider reads it from.
+    send_reasoning: str = "never"
+    reasoning_field: str = "reasoning_content"
 
 
 # Providers usable by name with only their key in the environment (issue 7). Local servers need no key.
@@ -38,10 +42,14 @@ PRESETS: Dict[str, Preset] = {
         "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "openrouter/auto",
         # OpenRouter's app attribution headers.
         (("HTTP-Referer", "https://github.com/llmcli/llmcli"), ("X-Title", "llmcli")),
+        # Thinking models behind OpenRouter (Claude, Gemini, o-series) need their reasoning_details
+        # back, verbatim, on the assistant message that made the tool calls.
+        send_reasoning="tool_turns", reasoning_field="reasoning_details",
     ),
     "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
     "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", "llama-3.3-70b-versatile"),
-    "deepseek": Preset("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat"),
+    # DeepSeek rejects its own reasoning_content in input messages (HTTP 400): never sent back.
+    "deepseek": Preset("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat", send_reasoning="never"),
     "mistral": Preset("https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral-small-latest"),
     "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY",
                        "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
@@ -66,8 +74,9 @@ KNOWN_TOP_KEYS = {
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities", "text_tool_calls",
+    "model_path", "n_ctx", "n_threads", "timeouts", "capabilities", "text_tool_calls", "send_reasoning",
 }
+SEND_REASONING_VALUES = ("never", "tool_turns", "always")
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
 KNOWN_BUDGET_KEYS = {"max_cost", "max_tokens_total", "daily", "monthly"}
@@ -111,6 +120,8 @@ class Settings:
     confirm_tools: bool = False
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS  # per turn; the extra calls get an error result
+    send_reasoning: str = "never"  # never | tool_turns | always (issue 18)
+    reasoning_field: str = "reasoning_content"  # or "reasoning_details" (OpenRouter)
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     mcp_servers: Tuple[Any, ...] = ()  # config.mcp.ServerSpec: mcp.servers, --mcp-config, --mcp
     allow_private_urls: bool = False
@@ -525,6 +536,10 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
             model_names += [str(m) for m in [prov.get("model")] + list(prov.get("models") or []) if m]
     model_names += [str(m) for m in (data.get("model"), preset.model if preset else None) if m]
 
+    # -- reasoning handed back in tool loops ------------------------------------------------------
+    send_reasoning, reasoning_field = _send_reasoning(provider, preset, base_url, prov_cfg, env,
+                                                      file_src, sources)
+
     # -- headers and options -------------------------------------------------------------------
     headers: Dict[str, str] = dict(preset.headers) if preset else {}
     for k, v in (prov_cfg.get("headers") or {}).items():
@@ -643,6 +658,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         confirm_tools=confirm,
         max_tool_rounds=max_rounds,
         max_tool_calls=max_calls,
+        send_reasoning=send_reasoning,
+        reasoning_field=reasoning_field,
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
                      # the approval policy and user tools, raw: llmcli.tools validates and reads them
                      ("approval", dict(tools_cfg.get("approval") or {})),
@@ -687,6 +704,31 @@ def _user_tools_relative_to(specs, config_file):
             spec = dict(spec, python=file if os.path.isabs(file) else os.path.join(base, file))
         out.append(spec)
     return out
+def _send_reasoning(provider, preset, base_url, prov_cfg, env, file_src, sources):
+    """(send_reasoning, reasoning_field): LLMCLI_SEND_REASONING > providers.NAME.send_reasoning >
+    the preset's default; a provider of one's own on openrouter.ai or api.deepseek.com gets that
+    preset's default."""
+    host = (base_url or "").split("://", 1)[-1].split("/", 1)[0].lower()
+    like = preset
+    if like is None and host.endswith("openrouter.ai"):
+        like = PRESETS["openrouter"]
+    elif like is None and host.endswith("deepseek.com"):
+        like = PRESETS["deepseek"]
+    value, src = (like.send_reasoning if like else "never"), (f"preset {provider}" if preset else "default")
+    if like is not None and preset is None:
+        src = f"default for {host}"
+    field = like.reasoning_field if like else "reasoning_content"
+    for candidate, where in ((env.get("LLMCLI_SEND_REASONING"), "LLMCLI_SEND_REASONING"),
+                             (prov_cfg.get("send_reasoning"), f"{file_src} (providers.{provider}.send_reasoning)")):
+        if candidate is None or candidate == "":
+            continue
+        if not isinstance(candidate, str) or candidate.strip().lower() not in SEND_REASONING_VALUES:
+            raise ConfigError(f"send_reasoning from {where} must be one of "
+                              f"{', '.join(SEND_REASONING_VALUES)}, not {candidate!r}")
+        value, src = candidate.strip().lower(), where
+        break
+    sources["send_reasoning"] = src
+    return value, field
 
 
 def normalise_base_url(url: str, source: str) -> str:
@@ -738,6 +780,8 @@ CONFIG_TEMPLATE = """\
 #     api_key_cmd: pass show work/llm-key   # a command whose output is the key (password managers)
 #     headers: {X-Team: research}
 #     options: {temperature: 0.3}
+#     send_reasoning: never                 # never | tool_turns | always: hand the model's reasoning
+#                                           # back on the follow-up (openrouter: tool_turns; else never)
 #   local:
 #     model_path: ~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 #     n_ctx: 4096
@@ -822,6 +866,7 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("retries", s.retries, s.source_of("retries")),
         ("tools", list(s.tools), "config/flags"),
         ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
+        ("send_reasoning", f"{s.send_reasoning} (as {s.reasoning_field})", s.source_of("send_reasoning")),
         ("confirm_tools", s.confirm_tools, "config/flags"),
         ("allow_private_urls", s.allow_private_urls, "config/flags"),
         ("capabilities", dict(s.capabilities) or None,

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..errors import LLMCliError
 from .sanitize import StreamSanitizer, sanitize
-from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, ToolFinished,
+from ..events import (FinishReason, ReasoningDelta, RefusalDelta, Retrying, RunWarning, TextDelta, TokenLogprobs, ToolCallDelta, ToolFinished,
                       ToolStarted, TurnDone, UsageUpdate, describe_arguments)
 
 DIM = "\x1b[2m"
@@ -186,12 +186,33 @@ def run_document(run, error: Optional[LLMCliError], extras=None) -> dict:
         "timing": run.timing(),
         "error": error_dict(error),
     }
+    logprobs = getattr(run, "logprobs", None)
+    if logprobs:
+        doc["logprobs"] = logprobs  # --logprobs: the answer's tokens, as the server sent them
     more = getattr(run, "document_extras", None)
     if callable(more):
         doc.update(more())
     if extras is not None:
         doc.update(extras(run))
     return doc
+
+
+# --show-logprobs: (lowest probability, SGR colour, legend label), highest first.
+LOGPROB_TINTS = ((0.9, "\x1b[32m", ">=90%"), (0.5, "\x1b[36m", ">=50%"), (0.1, "\x1b[33m", ">=10%"),
+                 (0.0, "\x1b[31m", "<10%"))
+
+
+def logprob_colour(logprob) -> str:
+    import math
+
+    try:
+        p = math.exp(float(logprob))
+    except (TypeError, ValueError, OverflowError):
+        return ""
+    for floor, colour, _ in LOGPROB_TINTS:
+        if p >= floor:
+            return colour
+    return LOGPROB_TINTS[-1][1]
 
 
 class _Renderer:
@@ -217,8 +238,17 @@ class _Renderer:
 
 class TextRenderer(_Renderer):
     def __init__(self, out, err, out_tty: bool, err_tty: bool, color: bool, show_reasoning: Optional[bool] = None,
-                 show_usage: bool = False, render_markdown: bool = False, raw: bool = False):
+                 show_usage: bool = False, render_markdown: bool = False, raw: bool = False,
+                 show_logprobs: bool = False):
         super().__init__(out, err, err_tty, color)
+        # --show-logprobs: each token tinted by its probability, on a colour terminal only (a pipe
+        # gets the plain text); the logprobs of a chunk arrive just before its text.
+        self.tint = show_logprobs and out_tty and color_enabled(out)
+        self.pending_logprobs = None
+        self.legend_shown = False
+        if show_logprobs and not self.tint:
+            self.diag.note("llmcli: --show-logprobs tints tokens on a colour terminal only; "
+                           "use --json or --jsonl for the numbers")
         self.out_tty = out_tty
         # On a terminal, the answer and reasoning pass the sanitizer unless --raw; pipes get exact bytes.
         self.out_san = StreamSanitizer() if out_tty and not raw else None
@@ -231,6 +261,8 @@ class TextRenderer(_Renderer):
             from .markdown import MarkdownStream
 
             self.markdown = MarkdownStream(out, shutil.get_terminal_size().columns)
+        if self.tint:
+            self.markdown = None  # tinted tokens are the text as sent, not restyled
         self.err = err
         self.color = color and err_tty
         self.show_reasoning = err_tty if show_reasoning is None else show_reasoning
@@ -243,7 +275,14 @@ class TextRenderer(_Renderer):
     def handle(self, ev):
         if isinstance(ev, TextDelta):
             self._end_reasoning()
-            self._write(ev.text)
+            if self.pending_logprobs is not None:
+                self._write_tinted(ev.text, self.pending_logprobs)
+                self.pending_logprobs = None
+            else:
+                self._write(ev.text)
+        elif isinstance(ev, TokenLogprobs):
+            if self.tint:
+                self.pending_logprobs = ev.entries
         elif isinstance(ev, ReasoningDelta):
             if self.show_reasoning:
                 self._reasoning(ev.text)
@@ -279,6 +318,26 @@ class TextRenderer(_Renderer):
         if self.out_tty or "\n" in text or now - self.last_flush >= PIPE_FLUSH_INTERVAL:
             self.out.flush()
             self.last_flush = now
+
+    def _write_tinted(self, text, entries):
+        """The text token by token, each in the colour of its probability (LOGPROB_TINTS)."""
+        tokens = [e.get("token") for e in entries if isinstance(e, dict)]
+        if not all(isinstance(t, str) for t in tokens) or "".join(tokens) != text:
+            self._write(text)  # tokens that do not spell the text (byte-split characters): plain
+            return
+        if not self.legend_shown:
+            self.legend_shown = True
+            self.diag.note("llmcli: token probability: " + " ".join(
+                f"{colour}{label}{RESET}" for _, colour, label in LOGPROB_TINTS))
+        for entry, token in zip(entries, tokens):
+            colour = logprob_colour(entry.get("logprob"))
+            if self.out_san is not None:
+                token = self.out_san.feed(token)
+            if token:
+                self.out.write(colour + token + RESET)
+                self.wrote_text = True
+                self.ends_with_newline = token.endswith("\n")
+        self.out.flush()
 
     def _reasoning(self, text):
         if not self.in_reasoning:
@@ -385,6 +444,11 @@ class JSONLRenderer(_Renderer):
             self._emit({"type": "usage", "usage": ev.usage})
         elif isinstance(ev, FinishReason):
             self._emit({"type": "finish", "finish_reason": ev.reason})
+        elif isinstance(ev, TokenLogprobs):
+            self._emit({"type": "logprobs", "logprobs": ev.entries})
+        elif isinstance(ev, ToolCallDelta):
+            self._emit({"type": "tool_call_delta", "index": ev.index, "id": ev.id, "name": ev.name,
+                        "arguments": ev.arguments})
         elif isinstance(ev, ToolStarted):
             c = ev.activity.call
             self._emit({"type": "tool_call", "id": c.id, "name": c.name,

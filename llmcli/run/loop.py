@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 from ..config.settings import Settings
 from ..errors import LLMCliError, ToolError, ToolRoundLimit
-from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, TurnResult
+from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, TokenLogprobs, ToolCall, TurnResult
 
 
 from ..events import RunWarning, ToolActivity, ToolFinished, ToolStarted, TurnDone, describe_arguments  # noqa: F401
@@ -76,7 +76,7 @@ def build_request_body(settings: Settings, messages: List[dict], tool_schemas: L
     body: Dict = {}
     if settings.model:
         body["model"] = settings.model
-    body["messages"] = sendable(messages)
+    body["messages"] = reasoning_for_provider(sendable(messages), settings)
     body["stream"] = stream
     if stream:
         # Ask for the usage chunk; servers that do not know the option ignore it (-o stream_options null drops it).
@@ -89,6 +89,29 @@ def build_request_body(settings: Settings, messages: List[dict], tool_schemas: L
         else:
             body[key] = value
     return body
+
+
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
+
+
+def reasoning_for_provider(messages: List[dict], settings: Settings) -> List[dict]:
+    """The messages with only the reasoning fields this provider takes (send_reasoning).
+
+    A conversation can carry reasoning from elsewhere (a --history saved from OpenRouter, a REPL that
+    switched provider): DeepSeek answers HTTP 400 to its own `reasoning_content`, and strict servers
+    reject fields they do not know, so the other fields are dropped here, on the copy that is sent.
+    """
+    mode = getattr(settings, "send_reasoning", "never")
+    field = getattr(settings, "reasoning_field", "reasoning_content")
+    keep = () if mode == "never" else (("reasoning_details", "reasoning") if field == "reasoning_details"
+                                       else (field,))
+    out = None
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant" and any(k in message and k not in keep for k in REASONING_FIELDS):
+            if out is None:
+                out = list(messages)
+            out[i] = {k: v for k, v in message.items() if k not in REASONING_FIELDS or k in keep}
+    return messages if out is None else out
 
 
 def sum_usage(usages: List[dict]) -> Optional[dict]:
@@ -151,6 +174,7 @@ class ChatRun:
         self.content_parts: List[str] = []
         self.reasoning_parts: List[str] = []
         self.refusal_parts: List[str] = []
+        self.logprobs: List[dict] = []  # the answer's token logprobs, every turn (--logprobs)
         self.tool_activity: List[ToolActivity] = []
         self.usages: List[dict] = []
         self.usage_models: List[Optional[str]] = []  # the model each entry of `usages` came from
@@ -165,6 +189,8 @@ class ChatRun:
         self._always_allowed = False
         # A last word on each request body (run/structured.py sets response_format through it).
         self.body_hook: Optional[Callable[[dict], dict]] = None
+        # ToolCallDelta events while calls stream (`--jsonl` shows calls forming; others need not pay).
+        self.tool_call_deltas = False
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -224,7 +250,7 @@ class ChatRun:
             while True:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
-                self.messages.append(turn.assistant_message())
+                self.messages.append(turn.assistant_message(self._reasoning_field(turn)))
                 self.current_turn_text = []  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
                 while self.pending_warnings:
@@ -265,6 +291,13 @@ class ChatRun:
         finally:
             self.ended_at = time.monotonic()
 
+    def _reasoning_field(self, turn: TurnResult) -> Optional[str]:
+        """How this turn's reasoning goes back on its assistant message, or None (send_reasoning)."""
+        mode = getattr(self.settings, "send_reasoning", "never")
+        if mode == "always" or (mode == "tool_turns" and turn.tool_calls):
+            return getattr(self.settings, "reasoning_field", "reasoning_content")
+        return None
+
     def _one_turn(self, round_no):
         from ..wire.client import Retrying
 
@@ -291,6 +324,8 @@ class ChatRun:
                 self.budget.abandon()
             raise
         self.requests_sent += 1
+        if self.tool_call_deltas and hasattr(exchange.decoder, "emit_tool_call_deltas"):
+            exchange.decoder.emit_tool_call_deltas = True
         textcalls = None
         if self.settings.text_tool_calls and self.tools:
             from ..wire.textcalls import TextCallFilter
@@ -311,6 +346,8 @@ class ChatRun:
                         self.reasoning_parts.append(ev.text)
                     elif isinstance(ev, RefusalDelta):
                         self.refusal_parts.append(ev.text)
+                    elif isinstance(ev, TokenLogprobs):
+                        self.logprobs.extend(ev.entries)
                     elif isinstance(ev, FinishReason):
                         self.finish_reason = ev.reason
                     yield ev

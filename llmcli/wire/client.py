@@ -22,11 +22,13 @@ from ..config.secrets import redact_headers, redact_url, scrub, secret_values
 from ..config.settings import Settings
 from ..errors import HTTPError, LLMCliError, NetworkError, StreamError, TimeoutExpired
 from .sse import EventTooLarge, SSEDecoder
-from .stream import StreamDecoder, decode_non_streamed
+from .stream import StreamDecoder, decode_non_streamed, tool_names_of
 
 RETRYABLE_STATUS = {408, 409, 429}
 READ_SIZE = 65536
 ERROR_BODY_LIMIT = 64 * 1024
+ERROR_TEXT_LIMIT = 1000  # characters of a plain-text error body quoted in the message
+TAIL_BYTES = 64  # the last bytes of a stream quoted when it fails
 
 
 from ..events import Retrying  # noqa: E402,F401 (re-exported)
@@ -107,7 +109,9 @@ def error_message_from_body(body: bytes, content_type: str = "") -> tuple:
             return str(data["detail"]), None
     if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype", "<html")):
         return "the server answered with an HTML page: " + snippet(text), None
-    return snippet(text) or "(empty body)", None
+    # A plain-text body is often the whole explanation (a proxy's, a framework's traceback line): quote
+    # enough of it for a bug report, on one line.
+    return snippet(text, ERROR_TEXT_LIMIT) or "(empty body)", None
 
 
 def snippet(text: str, limit: int = 80) -> str:
@@ -202,15 +206,18 @@ def _socket_of(raw):
 class Exchange:
     """One successful (2xx) response being read: yields stream events, never retried."""
 
-    def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None):
+    def __init__(self, response, settings: Settings, started: float, deadline: Optional[float], recorder=None,
+                 tool_names=(), decoder=None):
         self.response = response
         self.settings = settings
         self.started = started
         self.deadline = deadline
-        self.decoder = StreamDecoder()
+        # A chat StreamDecoder, or another decoder with the same interface (wire/completions.py).
+        self.decoder = decoder if decoder is not None else StreamDecoder(tool_names)
         self.sse = SSEDecoder(settings.max_event_bytes)
         self.recorder = recorder
         self.bytes_read = 0
+        self.tail = b""  # the last bytes received (quoted when the stream fails)
         ctype = response.headers.get("content-type", "")
         self.declared_sse = "text/event-stream" in ctype.lower() or not ctype
         self.watchdog = Watchdog(settings.idle_timeout, deadline)
@@ -220,8 +227,21 @@ class Exchange:
     def events(self) -> Iterator:
         try:
             yield from self._events()
+        except (StreamError, TimeoutExpired, NetworkError) as exc:
+            _add_context(exc, self.context())
+            raise scrub_error(exc, self.secrets)
         except LLMCliError as exc:
             raise scrub_error(exc, self.secrets)
+
+    def context(self) -> str:
+        """What a bug report needs from a failed stream: how much arrived, and how it ended."""
+        chunks = getattr(self.decoder, "chunks_seen", 0)
+        events = self.sse.events_seen
+        text = (f"{chunks} chunk{'s' if chunks != 1 else ''} in {events} SSE event{'s' if events != 1 else ''}"
+                " received")
+        if self.tail:
+            text += "; the last bytes were " + escape_bytes(self.tail)
+        return text
 
     def _events(self) -> Iterator:
         raw = self.response.raw
@@ -282,6 +302,9 @@ class Exchange:
                               + snippet(body.decode("utf-8", errors="replace")))
         if not isinstance(parsed, dict):
             raise StreamError("the server sent unexpected JSON: " + snippet(json.dumps(parsed)))
+        if not isinstance(self.decoder, StreamDecoder):
+            yield from self.decoder.feed_whole(parsed)
+            return
         result = decode_non_streamed(parsed)
         self.decoder = _ReplayedDecoder(result)
         yield from self.decoder.replay_events()
@@ -311,6 +334,7 @@ class Exchange:
             raise NetworkError(self._elapsed_msg(f"reading the response failed: {exc}"))
         if data:
             self.bytes_read += len(data)
+            self.tail = (self.tail + data)[-TAIL_BYTES:] if len(data) < TAIL_BYTES else data[-TAIL_BYTES:]
             if self.recorder is not None:
                 self.recorder.response_bytes(data)
         else:
@@ -348,6 +372,10 @@ class _ReplayedDecoder:
 
         if self.result.reasoning:
             yield ReasoningDelta(self.result.reasoning)
+        if self.result.logprobs:
+            from .stream import TokenLogprobs
+
+            yield TokenLogprobs(self.result.logprobs)
         if self.result.content:
             yield TextDelta(self.result.content)
         if self.result.usage:
@@ -391,7 +419,11 @@ def skip_interim_responses() -> None:
 
 
 class HTTPTransport:
-    def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None):
+    """`path` and `make_decoder` serve another endpoint with the same retries and timeouts: the legacy
+    /completions (wire/completions.py) is this transport with a CompletionDecoder."""
+
+    def __init__(self, settings: Settings, recorder=None, run_deadline: Optional[float] = None,
+                 path: str = "/chat/completions", make_decoder=None):
         import requests
 
         skip_interim_responses()
@@ -399,7 +431,9 @@ class HTTPTransport:
         self.recorder = recorder
         self.run_deadline = run_deadline
         self.session = requests.Session()
-        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.path = path
+        self.make_decoder = make_decoder
+        self.url = settings.base_url.rstrip("/") + path
         self.secrets = secret_values(settings.api_key, self.headers())
         if recorder is not None:
             recorder.secrets = self.secrets
@@ -430,7 +464,7 @@ class HTTPTransport:
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = self.headers()
         if self.recorder is not None:
-            self.recorder.request(redact_url(self.url), redact_headers(headers), body)
+            self.recorder.request(redact_url(self.url), redact_headers(headers), body, len(payload))
         attempt = 0
         while True:
             attempt += 1
@@ -455,9 +489,11 @@ class HTTPTransport:
                     raise final_error
             else:
                 if self.recorder is not None:
-                    self.recorder.response_head(resp.status_code, redact_headers(resp.headers))
+                    self.recorder.response_head(resp.status_code, redact_headers(resp.headers),
+                                                round((time.monotonic() - started) * 1000))
                 if 200 <= resp.status_code < 300:
-                    yield Exchange(resp, s, started, self.run_deadline, self.recorder)
+                    yield Exchange(resp, s, started, self.run_deadline, self.recorder, tool_names_of(body),
+                                   decoder=self.make_decoder() if self.make_decoder is not None else None)
                     return
                 final_error = self._http_error(resp)
                 if (self.stream_options_rejected(final_error) and "stream_options" in body
@@ -467,7 +503,7 @@ class HTTPTransport:
                     body = {k: v for k, v in body.items() if k != "stream_options"}
                     payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
                     if self.recorder is not None:
-                        self.recorder.request(redact_url(self.url), redact_headers(headers), body)
+                        self.recorder.request(redact_url(self.url), redact_headers(headers), body, len(payload))
                     attempt -= 1
                     continue
                 retry_reason, retry_after = self._should_retry(resp, final_error)
@@ -501,13 +537,14 @@ class HTTPTransport:
         if self.recorder is not None:
             self.recorder.response_bytes(body)
         message, code = error_message_from_body(body, resp.headers.get("content-type", ""))
+        message = snippet(message, ERROR_TEXT_LIMIT)  # one line, whatever the server put in it
         reason = resp.reason or ""
         text = f"HTTP {resp.status_code}{' ' + reason if reason else ''} from {self._host()}: {message}"
         if resp.status_code == 401:
             text += " (check the API key: --api-key, LLMCLI_API_KEY or the provider's key variable)"
         elif 300 <= resp.status_code < 400 and resp.headers.get("location"):
             text = (f"HTTP {resp.status_code} from {self._host()}: the server redirects to "
-                    f"{resp.headers['location']}; use that as the base URL (without /chat/completions)")
+                    f"{resp.headers['location']}; use that as the base URL (without {self.path})")
         elif resp.status_code == 404:
             text += f" (is the base URL right? requests go to {redact_url(self.url)})"
         return HTTPError(text, status=resp.status_code, body=body, code=code)
@@ -529,6 +566,21 @@ class HTTPTransport:
         if override == "true" or resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
             return f"HTTP {resp.status_code} {snippet(str(error.args[0]).split(': ', 1)[-1], 60)}", parse_retry_after(resp.headers)
         return None, None
+
+
+def escape_bytes(data: bytes, limit: int = TAIL_BYTES) -> str:
+    """Bytes for an error message: quoted, control characters and invalid UTF-8 escaped, capped."""
+    text = data[-limit:].decode("utf-8", errors="backslashreplace")
+    shown = json.dumps(text, ensure_ascii=True)
+    return ("…" if len(data) > limit else "") + shown
+
+
+def _add_context(exc, context: str) -> None:
+    """Append the stream's context to an error's message (once; the object, and `.partial`, stay)."""
+    if not exc.args or not isinstance(exc.args[0], str) or getattr(exc, "_context_added", False):
+        return
+    exc.args = (f"{exc.args[0]} ({context})",) + exc.args[1:]
+    exc._context_added = True
 
 
 def request_failure(exc, host: str, connect_timeout: float, read_timeout: float):

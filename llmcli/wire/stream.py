@@ -27,10 +27,12 @@ __all__ = [
     "FinishReason",
     "StreamEvent",
     "ToolCall",
+    "ToolCallDelta",
     "ToolCallAccumulator",
     "StreamDecoder",
     "TurnResult",
     "decode_non_streamed",
+    "tool_names_of",
     "error_snippet",
     "provider_error_message",
 ]
@@ -38,15 +40,18 @@ __all__ = [
 SNIPPET_CHARS = 80  # PROTOCOL.md §2: a non-JSON payload is reported with "a short snippet of it"
 
 
-from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, ToolCall, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
+from ..events import FinishReason, ReasoningDelta, RefusalDelta, StreamEvent, TextDelta, TokenLogprobs, ToolCall, ToolCallDelta, TurnResult, UsageUpdate  # noqa: F401 (re-exported)
 
 
 class _PendingCall:
     """A tool call while its deltas are still arriving."""
 
-    __slots__ = ("index", "id", "name", "arg_parts", "arg_object")
+    __slots__ = ("index", "id", "name", "arg_parts", "arg_object", "declared", "position")
 
-    def __init__(self, index: Optional[int], call_id: Optional[str], name: Optional[str]):
+    def __init__(self, index: Optional[int], call_id: Optional[str], name: Optional[str],
+                 declared: frozenset = frozenset()):
+        self.declared = declared  # the tool names offered in the request (for split names)
+        self.position = 0  # its place among the turn's calls
         self.index = index
         self.id = call_id
         self.name = name
@@ -60,6 +65,10 @@ class _PendingCall:
             self.id = call_id
         if self.name is None and name is not None:
             self.name = name
+        elif name is not None and name != self.name and self.name + name in self.declared:
+            # A name split across deltas ("web_" + "fetch"): joined only when the join is a tool
+            # the request offered, so a repeated or changed name is still never concatenated.
+            self.name = self.name + name
         if isinstance(arguments, str):
             if arguments:
                 self.arg_parts.append(arguments)
@@ -81,6 +90,11 @@ class _PendingCall:
             # `arguments` sent as a JSON object: use it, and send it back as a string.
             raw = json.dumps(self.arg_object, ensure_ascii=False)
         arguments, error = _parse_arguments(raw)
+        if error is not None and len(self.arg_parts) > 1:
+            single = _one_copy(raw)
+            if single is not None:
+                raw = single
+                arguments, error = _parse_arguments(raw)
         return ToolCall(id=call_id, name=self.name or "", arguments_raw=raw, arguments=arguments,
                         parse_error=error)
 
@@ -109,6 +123,47 @@ def _parse_arguments(raw: str):
     if not isinstance(value, dict):
         return None, "tool-call arguments must be a JSON object, received %s" % error_snippet(raw)
     return value, None
+
+
+def _progress(position: int, call: _PendingCall, function: Any) -> ToolCallDelta:
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if not isinstance(arguments, str):
+        arguments = "" if arguments is None else json.dumps(arguments, ensure_ascii=False)
+    return ToolCallDelta(position, call.id, call.name, arguments)
+
+
+def _one_copy(raw: str) -> Optional[str]:
+    """The first copy when `raw` is the same JSON document sent two or more times, else None.
+
+    Some providers re-send the complete arguments string in a later delta (`{"q":"x"}` then
+    `{"q":"x"}` again); the concatenation is invalid JSON, but every copy is the same valid
+    document, so one copy is what the model meant. Only reached when the whole string failed to
+    parse, so the happy path never pays for it.
+    """
+    decoder = json.JSONDecoder()
+    text = raw.strip()
+    try:
+        first, end = decoder.raw_decode(text)
+    except ValueError:
+        return None
+    if not isinstance(first, dict):
+        return None
+    copy = text[:end]
+    pos = end
+    copies = 1
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            break
+        try:
+            again, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return None
+        if again != first:
+            return None
+        copies += 1
+    return copy if copies > 1 else None
 
 
 def _normalise_id(value: Any) -> Optional[str]:
@@ -152,7 +207,8 @@ class ToolCallAccumulator:
     without index); ids are synthesized as `call_<n>` where missing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tool_names=()) -> None:
+        self._declared = frozenset(tool_names or ())
         self._calls: List[_PendingCall] = []
         self._by_index: Dict[int, _PendingCall] = {}
         self._by_id: Dict[str, _PendingCall] = {}
@@ -165,17 +221,22 @@ class ToolCallAccumulator:
         """Whether the turn asked for tools: decide from this, not from finish_reason (§3)."""
         return bool(self._calls) or self._legacy_call_counts()
 
-    def add_tool_call_deltas(self, deltas: Any) -> None:
-        """Add the `tool_calls` list of one delta (or of a non-streamed message)."""
+    def add_tool_call_deltas(self, deltas: Any, events: Optional[list] = None) -> None:
+        """Add the `tool_calls` list of one delta (or of a non-streamed message).
+
+        With `events`, a ToolCallDelta for each entry is appended to it (the call as it forms).
+        """
         if isinstance(deltas, dict):
             deltas = [deltas]
         if not isinstance(deltas, list):
             return
         for delta in deltas:
             if isinstance(delta, dict):
-                self._add_one(delta)
+                call = self._add_one(delta)
+                if events is not None and call is not None:
+                    events.append(_progress(call.position, call, delta.get("function")))
 
-    def add_function_call_delta(self, fc: Any) -> None:
+    def add_function_call_delta(self, fc: Any, events: Optional[list] = None) -> None:
         """Add a legacy `function_call` delta.
 
         Servers that send it *alongside* `tool_calls` (same call twice) must not produce two calls,
@@ -186,6 +247,8 @@ class ToolCallAccumulator:
         if self._legacy is None:
             self._legacy = _PendingCall(None, None, None)
         self._legacy.add(None, _normalise_name(fc.get("name")), fc.get("arguments"))
+        if events is not None and not self._saw_tool_calls:
+            events.append(_progress(0, self._legacy, fc))
 
     def finish(self) -> List[ToolCall]:
         """The calls in order, arguments parsed now (once), ids made unique and non-empty."""
@@ -216,13 +279,14 @@ class ToolCallAccumulator:
         )
 
     def _new_call(self, index: Optional[int], call_id: Optional[str], name: Optional[str]):
-        call = _PendingCall(index, call_id, name)
+        call = _PendingCall(index, call_id, name, self._declared)
+        call.position = len(self._calls)
         self._calls.append(call)
         if index is not None:
             self._by_index[index] = call
         return call
 
-    def _add_one(self, delta: dict) -> None:
+    def _add_one(self, delta: dict) -> Optional[_PendingCall]:
         index = _normalise_index(delta.get("index"))
         call_id = _normalise_id(delta.get("id"))
         function = delta.get("function")
@@ -232,7 +296,7 @@ class ToolCallAccumulator:
         arguments = function.get("arguments")
 
         if index is None and call_id is None and name is None and arguments is None:
-            return  # `{}`: nothing to add, and not a call of its own
+            return None  # `{}`: nothing to add, and not a call of its own
         self._saw_tool_calls = True
         call = self._find_call(index, call_id, name, arguments)
         if call is None:
@@ -244,6 +308,7 @@ class ToolCallAccumulator:
         if call.id is not None:
             self._by_id.setdefault(call.id, call)
         self._latest = call
+        return call
 
     def _find_call(self, index, call_id, name, arguments) -> Optional[_PendingCall]:
         """The pending call this delta continues, or None when it starts a new one."""
@@ -271,6 +336,8 @@ class ToolCallAccumulator:
             return latest  # a continuation carrying neither index nor id
         if latest.name is None:
             return latest  # the name arrives after the first fragment
+        if latest.name != name and latest.name + name in self._declared:
+            return latest  # the rest of a name split across deltas ("web_" + "fetch")
         if latest.name == name and (not arguments or not latest.arguments_look_complete()):
             # The name repeated on a continuation (or on a trailing empty delta: never risk running
             # a call twice). Only this rare shape (no index, no id, the same name again) pays for
@@ -283,13 +350,24 @@ class ToolCallAccumulator:
 class _Text:
     """Text kept as pieces and joined lazily; repeated reads without new text cost nothing."""
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_parts", "length")
 
     def __init__(self) -> None:
         self._parts: List[str] = []
+        self.length = 0
 
     def append(self, text: str) -> None:
         self._parts.append(text)
+        self.length += len(text)
+
+    def unseen(self, snapshot: str, beside_delta: bool) -> str:
+        """The part of a `message` snapshot not received yet (see StreamDecoder._add_message)."""
+        have = self.length
+        if have and len(snapshot) >= have and snapshot.startswith(self.value()):
+            return snapshot[have:]  # the message so far, repeated: only what is new
+        if beside_delta:
+            return ""  # the delta beside it carried this field: that is the text
+        return snapshot
 
     def __bool__(self) -> bool:
         return bool(self._parts)
@@ -307,7 +385,8 @@ class StreamDecoder:
     as `partial_result()`), because whatever fails, the user keeps what arrived (PROTOCOL.md §2).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tool_names=()) -> None:
+        """tool_names: the tools the request offered (a split tool-call name is joined only into one)."""
         self._content = _Text()
         self._reasoning = _Text()
         self._refusal = _Text()
@@ -315,7 +394,13 @@ class StreamDecoder:
         self.usage: Optional[dict] = None
         self.model: Optional[str] = None
         self.done = False
-        self.tool_calls = ToolCallAccumulator()
+        self.tool_calls = ToolCallAccumulator(tool_names)
+        self._tool_calls_in_delta = False
+        self._reasoning_details: Optional[list] = None
+        self._details_in_delta = False
+        self._logprobs: list = []
+        # ToolCallDelta events as calls stream: only `--jsonl` shows them, so only it pays for them.
+        self.emit_tool_call_deltas = False
         self.chunks_seen = 0
 
     @property
@@ -372,12 +457,23 @@ class StreamDecoder:
         events: List[StreamEvent] = []
         choice = _first_choice(chunk.get("choices"))
         if choice is not None:
-            # Streamed chunks carry `delta`; a non-streamed answer carries `message` (§2).
+            # Streamed chunks carry `delta`; a non-streamed answer carries `message` (§2). Some
+            # servers put `message` in streamed chunks too, instead of or beside `delta` (issue 18).
+            logprobs = choice.get("logprobs")
+            if logprobs:
+                # Before the text they belong to, so a renderer can tint it as it writes it.
+                entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+                if isinstance(entries, list) and entries:
+                    self._logprobs.extend(entries)
+                    events.append(TokenLogprobs(entries))
             delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                delta = choice.get("message")
+            message = choice.get("message")
             if isinstance(delta, dict):
                 self._add_delta(delta, events)
+                if message is not None and isinstance(message, dict):
+                    self._add_message(message, events, delta)
+            elif isinstance(message, dict):
+                self._add_message(message, events, None)
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self.finish_reason = reason
@@ -398,28 +494,119 @@ class StreamDecoder:
         return events
 
     def _add_delta(self, delta: dict, events: List[StreamEvent]) -> None:
-        seen_reasoning: List[str] = []
-        for text in _reasoning_texts(delta):
-            # The same text in two fields (OpenRouter's `reasoning` + `reasoning_details`, ...)
-            # is counted once (§2).
-            if text and text not in seen_reasoning:
-                seen_reasoning.append(text)
-                self._reasoning.append(text)
-                events.append(ReasoningDelta(text))
-        content = _text_of(delta.get("content"))  # may be null (§2)
+        content = delta.get("content")  # may be null (§2)
+        thinking = ""
+        if content is not None and not isinstance(content, str):
+            # A list of typed parts (Mistral magistral: thinking parts, then text parts).
+            content, thinking = _content_parts(content)
+        reasoning = _reasoning_texts(delta)
+        if thinking:
+            reasoning.append(thinking)
+        if reasoning:
+            seen_reasoning: List[str] = []
+            for text in reasoning:
+                # The same text in two fields (OpenRouter's `reasoning` + `reasoning_details`, ...)
+                # is counted once (§2).
+                if text not in seen_reasoning:
+                    seen_reasoning.append(text)
+                    self._reasoning.append(text)
+                    events.append(ReasoningDelta(text))
         if content:
             self._content.append(content)
             events.append(TextDelta(content))
-        refusal = _text_of(delta.get("refusal"))
+        refusal = delta.get("refusal")
         if refusal:
-            self._refusal.append(refusal)
-            events.append(RefusalDelta(refusal))
+            refusal = _text_of(refusal)
+            if refusal:
+                self._refusal.append(refusal)
+                events.append(RefusalDelta(refusal))
+        details = delta.get("reasoning_details")
+        if details and isinstance(details, list):
+            self._add_details(details)
         tool_calls = delta.get("tool_calls")
         if tool_calls:
-            self.tool_calls.add_tool_call_deltas(tool_calls)
+            self._tool_calls_in_delta = True
+            self.tool_calls.add_tool_call_deltas(tool_calls, events if self.emit_tool_call_deltas else None)
         function_call = delta.get("function_call")
         if function_call:
-            self.tool_calls.add_function_call_delta(function_call)
+            self._tool_calls_in_delta = True
+            self.tool_calls.add_function_call_delta(function_call,
+                                                    events if self.emit_tool_call_deltas else None)
+
+    def _add_message(self, message: dict, events: List[StreamEvent], delta: Optional[dict]) -> None:
+        """A `message` in a chunk: a whole answer, a fragment, or the message so far.
+
+        Non-streamed answers carry only `message`; some streaming servers send it instead of `delta`
+        (fragment by fragment, or the whole message so far each time) or beside it (an empty `delta`
+        with the reasoning in `message`; a last chunk repeating the complete message). So each field
+        adds only what was not received yet: a snapshot that extends the text so far adds its new
+        end ("Hello" after "Hel" adds "lo", never "HelloHello"); otherwise it is a fragment, used
+        unless the `delta` beside it carried the same field.
+        """
+        beside = delta or {}
+        content = message.get("content")
+        thinking = ""
+        if content is not None and not isinstance(content, str):
+            content, thinking = _content_parts(content)
+        reasoning_parts = []
+        for text in _reasoning_texts(message) + ([thinking] if thinking else []):
+            if text not in reasoning_parts:
+                reasoning_parts.append(text)
+        reasoning = "".join(reasoning_parts)
+        if reasoning:
+            delta_reasoning = bool(_reasoning_texts(beside)) or _has_thinking(beside.get("content"))
+            piece = self._reasoning.unseen(reasoning, delta_reasoning)
+            if piece:
+                self._reasoning.append(piece)
+                events.append(ReasoningDelta(piece))
+        if content:
+            delta_content = beside.get("content")
+            delta_text = bool(delta_content) and (isinstance(delta_content, str)
+                                                  or bool(_content_parts(delta_content)[0]))
+            piece = self._content.unseen(content, delta_text)
+            if piece:
+                self._content.append(piece)
+                events.append(TextDelta(piece))
+        refusal = _text_of(message.get("refusal"))
+        if refusal:
+            piece = self._refusal.unseen(refusal, bool(_text_of(beside.get("refusal"))))
+            if piece:
+                self._refusal.append(piece)
+                events.append(RefusalDelta(piece))
+        details = message.get("reasoning_details")
+        if details and isinstance(details, list) and not self._details_in_delta:
+            self._reasoning_details = [dict(item) if isinstance(item, dict) else item for item in details]
+        if delta is not None and (self._tool_calls_in_delta or self.tool_calls.has_calls):
+            return  # the calls came as deltas (or were taken from a message already): never twice
+        progress = events if self.emit_tool_call_deltas else None
+        tool_calls = message.get("tool_calls")
+        if tool_calls:
+            self.tool_calls.add_tool_call_deltas(tool_calls, progress)
+        function_call = message.get("function_call")
+        if function_call:
+            self.tool_calls.add_function_call_delta(function_call, progress)
+
+    def _add_details(self, details: list) -> None:
+        """Keep OpenRouter's `reasoning_details` items as sent; a streamed item arrives in fragments
+        that share its `index` and `type`, so their `text`/`summary` are joined into one item."""
+        self._details_in_delta = True
+        kept = self._reasoning_details
+        if kept is None:
+            kept = self._reasoning_details = []
+        for item in details:
+            if not isinstance(item, dict):
+                continue
+            last = kept[-1] if kept else None
+            if (last is not None and "index" in item and last.get("index") == item.get("index")
+                    and last.get("type") == item.get("type")):
+                for key, value in item.items():
+                    if key in ("text", "summary", "data") and isinstance(value, str) \
+                            and isinstance(last.get(key), str):
+                        last[key] += value
+                    elif value is not None:
+                        last[key] = value
+            else:
+                kept.append(dict(item))
 
     # --- output ---
 
@@ -433,6 +620,8 @@ class StreamDecoder:
             tool_calls=self.tool_calls.finish(),
             usage=self.usage,
             model=self.model,
+            reasoning_details=self._reasoning_details,
+            logprobs=self._logprobs or None,
         )
 
     def finish(self) -> TurnResult:
@@ -472,6 +661,16 @@ def decode_non_streamed(body: Any) -> TurnResult:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def tool_names_of(body: dict) -> tuple:
+    """The function names a request offers (a tool-call name split across deltas is joined only into one)."""
+    names = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return tuple(names)
 
 
 def error_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -535,15 +734,67 @@ def _text_of(value: Any) -> str:
     return ""
 
 
+_THINKING_TYPES = frozenset(("thinking", "reasoning", "reasoning_text", "reasoning_content", "summary_text"))
+
+
+def _content_parts(value: Any):
+    """(text, reasoning) from `content` sent as a list of typed parts.
+
+    Mistral's magistral sends `[{"type": "thinking", "thinking": [{"type": "text", "text": …}]},
+    {"type": "text", "text": …}]`; others `{"type": "reasoning", "text": …}`. Text parts are the
+    answer; thinking parts are reasoning and never reach stdout (§2).
+    """
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return "", ""
+    text, thinking = [], []
+    for item in value:
+        if isinstance(item, str):
+            text.append(item)
+        elif isinstance(item, dict):
+            kind = item.get("type")
+            if kind in _THINKING_TYPES:
+                inner = item.get("thinking")
+                if inner is None:
+                    inner = item.get("text", item.get("content", item.get("reasoning")))
+                thinking.append(_reasoning_text_of(inner))
+            elif kind in (None, "text", "output_text") and isinstance(item.get("text"), str):
+                text.append(item["text"])
+    return "".join(text), "".join(thinking)
+
+
+def _has_thinking(value: Any) -> bool:
+    return value is not None and not isinstance(value, str) and bool(_content_parts(value)[1])
+
+
+def _reasoning_text_of(value: Any) -> str:
+    """Reasoning text from a string, an object (`{text}`, `{content}`, `{summary}`, `{thinking}`) or a
+    list of either (issue 18: reasoning is not always a string)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ("text", "content", "summary", "thinking", "reasoning"):
+            inner = value.get(key)
+            if inner is not None:
+                return _reasoning_text_of(inner)
+        return ""
+    if isinstance(value, list):
+        return "".join(_reasoning_text_of(item) for item in value)
+    return ""
+
+
 def _reasoning_texts(delta: dict) -> List[str]:
-    """Reasoning text from each field that carries it, in order (§2)."""
+    """The non-empty reasoning text of each field that carries it, in order (§2)."""
     texts = []
     content = delta.get("reasoning_content")  # DeepSeek, vLLM, llama.cpp
-    if isinstance(content, str):
-        texts.append(content)
-    texts.append(_text_of(delta.get("reasoning")))  # OpenRouter, Ollama, Groq: str or [{text}]
+    if content:
+        texts.append(content if isinstance(content, str) else _reasoning_text_of(content))
+    reasoning = delta.get("reasoning")  # OpenRouter, Ollama, Groq: a string, an object or a list
+    if reasoning:
+        texts.append(reasoning if isinstance(reasoning, str) else _reasoning_text_of(reasoning))
     details = delta.get("reasoning_details")  # OpenRouter: [{type, text | summary | data}]
-    if isinstance(details, list):
+    if isinstance(details, list) and details:
         parts = []
         for item in details:
             if isinstance(item, dict):
@@ -553,4 +804,4 @@ def _reasoning_texts(delta: dict) -> List[str]:
                 if isinstance(text, str):
                     parts.append(text)
         texts.append("".join(parts))
-    return texts
+    return [text for text in texts if text] if texts else texts
