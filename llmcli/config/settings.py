@@ -60,6 +60,7 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+    "logs",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -68,6 +69,7 @@ KNOWN_PROVIDER_KEYS = {
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
+KNOWN_LOGS_KEYS = {"enabled"}
 
 
 class Secret(str):
@@ -109,6 +111,7 @@ class Settings:
     tool_config: Tuple[Tuple[str, Any], ...] = ()  # raw tools.web_search / tools.web_fetch dicts
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    logs_enabled: bool = True  # config `logs: {enabled: false}`; --no-log and `llmcli logs off` are checked by the caller
     chat: Tuple[Tuple[str, Any], ...] = ()
     local: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
@@ -220,6 +223,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
             mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    if "logs" in data:
+        check(data["logs"] or {}, KNOWN_LOGS_KEYS, "logs")
     return warnings
 
 
@@ -540,6 +545,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
         max_input_bytes=max_input,
+        logs_enabled=strict_bool((data.get("logs") or {}).get("enabled", True), "logs.enabled"),
         chat=tuple((data.get("chat") or {}).items()),
         local=tuple(local_cfg.items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),

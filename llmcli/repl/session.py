@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -66,6 +67,8 @@ COMMANDS = (
     Command("save", "/save FILE", "save the conversation (JSON; .jsonl, .yaml by extension)"),
     Command("load", "/load FILE", "replace the conversation with a saved one (as --history reads)"),
     Command("usage", "/usage", "tokens of the last answer and of the whole conversation"),
+    Command("history", "/history [N]", "the latest conversations in the log (N of them, default 10)"),
+    Command("resume", "/resume ID", "switch to a logged conversation (any unique id prefix)"),
     Command("reasoning", "/reasoning [on|off]", "show or hide the model's reasoning"),
     Command("exit", "/exit, /quit", "leave (Ctrl-D does too)"),
 )
@@ -117,6 +120,11 @@ def _unquote(text: str) -> str:
     return text
 
 
+def _brief(text: Optional[str], limit: int = 100) -> str:
+    words = " ".join((text or "").split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
 def _format_usage(usage: Optional[dict]) -> str:
     if not usage:
         return "not reported"
@@ -141,6 +149,10 @@ class ChatSession:
         self.usages: List[dict] = []  # every answer's, for /usage totals
         self.context_tokens: Optional[int] = None  # total_tokens of the last request: the conversation's size
         self.server_model: Optional[str] = None
+        # The conversation log: the id this session's exchanges are recorded under (None until the
+        # first one, or a continued conversation's), and whether recording is on.
+        self.conversation_id: Optional[str] = None
+        self.log_enabled = False
 
     # -- lines --------------------------------------------------------------------------------
     def submit(self, line: str) -> Outcome:
@@ -323,6 +335,7 @@ class ChatSession:
         self.messages = [{"role": "system", "content": system}] if system is not None else []
         self.pending_files = []
         self.context_tokens = None
+        self.conversation_id = None  # what follows is a new conversation in the log
         return Outcome("conversation cleared" + (" (the system prompt stays)" if system is not None else ""))
 
     def _cmd_save(self, arg):
@@ -351,6 +364,57 @@ class ChatSession:
         return Outcome(f"last answer: {_format_usage(self.last_usage)}\n"
                        f"conversation ({self.answers} answer{'s' if self.answers != 1 else ''}): "
                        f"{_format_usage(total)}")
+
+    def _cmd_history(self, arg):
+        from ..store.db import Store, db_path
+
+        try:
+            count = int(arg) if arg else 10
+        except ValueError:
+            raise UsageError("usage: /history [N]") from None
+        path = db_path(self.settings.home)
+        if not os.path.exists(path):
+            return Outcome("no conversations logged yet")
+        with Store(path, create=False) as store:
+            rows = store.list_conversations(limit=max(1, count))
+        if not rows:
+            return Outcome("no conversations logged yet")
+        lines = []
+        for r in rows:
+            mark = "*" if r["id"] == self.conversation_id else " "
+            title = (r.get("title") or "")[:60]
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_created"]))
+            lines.append(f"{mark} {r['id'][:12]}  {when}  {r.get('model') or '-'}  {r['turns']} turn"
+                         f"{'s' if r['turns'] != 1 else ''}  {title}")
+        return Outcome("\n".join(lines) + "\n(/resume ID continues one)")
+
+    def _cmd_resume(self, arg):
+        if not arg:
+            raise UsageError("usage: /resume ID (see /history)")
+        from ..store.db import Store, db_path
+
+        with Store(db_path(self.settings.home), create=False) as store:
+            cid = store.resolve(arg)
+            exchanges = store.exchanges(cid)
+        return Outcome(self.resume(cid, exchanges))
+
+    def resume(self, conversation_id: str, exchanges: List[dict], shown: int = 3) -> str:
+        """Continue a logged conversation: its stored messages become ours; returns a short recap."""
+        from ..store.db import conversation_messages
+
+        self.conversation_id = conversation_id
+        self.messages = conversation_messages(exchanges[-1]) if exchanges else []
+        if self.settings.source_of("system") == "--system flag":
+            self.messages = with_system_prompt(self.messages, self.settings.system, True)
+        self.context_tokens = None
+        lines = [f"resumed conversation {conversation_id} ({len(exchanges)} exchange"
+                 f"{'s' if len(exchanges) != 1 else ''})"]
+        if len(exchanges) > shown:
+            lines.append(f"  … {len(exchanges) - shown} earlier")
+        for ex in exchanges[-shown:]:
+            lines.append("  you: " + _brief(ex.get("prompt")))
+            lines.append("  answer: " + _brief(ex.get("answer")) + (" [partial]" if ex.get("partial") else ""))
+        return "\n".join(lines)
 
     def _cmd_reasoning(self, arg):
         if arg.lower() in ("on", "off"):
@@ -424,7 +488,8 @@ class ReplCompleter(Completer):
 
 
 def run_repl(settings: Settings, first_message: Optional[str] = None, history: Optional[List[dict]] = None,
-             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None, raw: bool = False) -> int:
+             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None, raw: bool = False,
+             continued: Optional[Tuple[str, List[dict]]] = None, log_enabled: bool = False) -> int:
     """Read, send, stream, repeat. Returns 0 for /exit or Ctrl-D.
 
     SIGTERM (cli.Terminated) ends the loop, after the stream in progress was closed, as
@@ -440,9 +505,16 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
         show_reasoning = bool(chat_config.get("show_reasoning", True))
     session = ChatSession(settings, history, show_reasoning=show_reasoning)
     session.raw = raw
+    session.log_enabled = log_enabled
     diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
     for message in settings.warnings:
         diag.warning(message)
+    if continued is not None:
+        from ..store.db import Store, db_path
+
+        with Store(db_path(settings.home), create=False) as store:
+            exchanges = store.exchanges(continued[0])
+        _show(Outcome(session.resume(continued[0], exchanges)), diag, sys.stderr)
     # A transport now, not only per answer: an unusable connection (no base URL, the local extra
     # missing) fails before anything is typed, and the local provider says once which model answers.
     announce_local_model(settings, make_transport(settings, on_fetch=diag.note), diag)
@@ -489,10 +561,20 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
                             raw=getattr(session, "raw", False))
+    from ..run.logrecord import ExchangeLog
+
+    log = ExchangeLog(settings, session.messages, "chat", conversation_id=session.conversation_id,
+                      enabled=session.log_enabled)
     wiring = RunWiring(settings, session.messages, diag, err)
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)
+    if stopped is not None:
+        status = ExitStatus.TERMINATED if isinstance(stopped, Terminated) else ExitStatus.INTERRUPTED
+    else:
+        status = error.exit_status if error is not None else ExitStatus.OK
+    if log.finish(wiring.run, error, exit_status=status, interrupted=stopped is not None, warn=diag.warning):
+        session.conversation_id = log.conversation_id
     renderer.finish(wiring.run, error)
     if error is not None:
         diag.error(str(error))
