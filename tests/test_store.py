@@ -75,6 +75,19 @@ def test_an_ask_is_recorded_with_every_field(server, isolated_env):
     assert ex["total_ms"] is not None and len(ex["id"]) == 26
 
 
+def test_files_are_recorded_by_name_and_sha256(server, isolated_env, tmp_path):
+    import hashlib
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("line one\n")
+    server.chat(Reply(pieces=text_stream("ok")))
+    assert ask(server, "-f", str(notes), "summarise").exit_code == 0
+    with Store(db_file(isolated_env)) as store:
+        (ex,) = store.exchanges(store.list_conversations()[0]["id"])
+    assert ex["files"] == [{"name": str(notes), "sha256": hashlib.sha256(b"line one\n").hexdigest(), "chars": 9}]
+    assert "line one" in ex["request_messages"][-1]["content"]  # the text itself is in the message
+
+
 def test_ask_json_names_the_conversation_and_exchange(server, isolated_env):
     server.chat(Reply(pieces=text_stream("ok")))
     doc = json.loads(ask(server, "--json", "q").stdout)

@@ -182,6 +182,11 @@ class Store:
             if fresh:
                 self.conn.execute("PRAGMA journal_mode = WAL")  # persistent: set once, when the file is made
             self.conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes of llmcli
+            no_checkpoint = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
+            if no_checkpoint is not None and hasattr(self.conn, "setconfig"):
+                # Python 3.12+: the last connection's close would checkpoint and delete the WAL (two fsyncs,
+                # most of the log's cost per ask); leave that to SQLite's automatic checkpoint instead.
+                self.conn.setconfig(no_checkpoint, True)
             version = schema_version(self.conn)
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path} was written by a newer llmcli (log schema {version}; this llmcli "
