@@ -98,3 +98,15 @@ def test_two_scripts_at_once_each_continue_their_own_by_default(server, isolated
     assert sent["beta two"] == ["beta one", "re: beta one", "beta two"]
     convs = json.loads(invoke("logs", "list", "--json").stdout)
     assert sorted(c["turns"] for c in convs) == [2, 2]
+
+
+def test_chat_with_an_unwritable_log_warns_once_and_keeps_answering(server, chat, isolated_env):
+    os.makedirs(os.path.join(str(isolated_env), "logs.db"))  # a directory: sqlite cannot open it
+    server.chat([Reply(pieces=text_stream("answer one")), Reply(pieces=text_stream("answer two"))])
+    repl = chat()
+    repl.prompt()
+    first = repl.say("one")
+    assert "answer one" in first and first.count("not logged") == 1
+    second = repl.say("two")
+    assert "answer two" in second and "not logged" not in second
+    assert repl.exit() == 0

@@ -57,8 +57,11 @@ def continued_conversation(settings, params):
         return None
     if params.get("history_file"):
         raise UsageError("--history cannot be combined with -c/--continue or --cid")
+    from ..errors import StoreError
     from ..store.db import Store, conversation_messages, db_path, session_key
 
+    if not os.path.exists(db_path(settings.home)):
+        raise StoreError(f"no conversation to continue: nothing is logged yet ({db_path(settings.home)})")
     with Store(db_path(settings.home), create=False) as store:
         if params.get("cid"):
             cid = store.resolve(params["cid"])
@@ -66,8 +69,6 @@ def continued_conversation(settings, params):
         else:
             last = store.latest_exchange(session=None if params.get("global_") else session_key())
             if last is None:
-                from ..errors import StoreError
-
                 raise StoreError("no conversation to continue in this terminal session "
                                  "(--global continues the latest of any; llmcli logs list shows them)")
             cid = last["conversation_id"]

@@ -355,6 +355,7 @@ class ChatSession:
             loaded.insert(0, {"role": "system", "content": system})
         self.messages = loaded
         self.context_tokens = None
+        self.conversation_id = None  # a new conversation in the log
         return Outcome(f"loaded {len(loaded)} messages")
 
     def _cmd_usage(self, arg):
@@ -573,8 +574,12 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
         status = ExitStatus.TERMINATED if isinstance(stopped, Terminated) else ExitStatus.INTERRUPTED
     else:
         status = error.exit_status if error is not None else ExitStatus.OK
-    if log.finish(wiring.run, error, exit_status=status, interrupted=stopped is not None, warn=diag.warning):
+    warnings = []
+    if log.finish(wiring.run, error, exit_status=status, interrupted=stopped is not None, warn=warnings.append):
         session.conversation_id = log.conversation_id
+    elif warnings and not getattr(session, "log_warned", False):
+        session.log_warned = True  # once per session, not after every answer
+        diag.warning(warnings[0] + " (said once per chat)")
     renderer.finish(wiring.run, error)
     if error is not None:
         diag.error(str(error))

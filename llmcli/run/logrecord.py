@@ -7,6 +7,7 @@ code never depend on it.
 """
 
 import json
+import re
 import time
 from typing import List, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 # reading the log) can tell that the text stops early on purpose. The REPL uses the same words.
 INTERRUPTED_MARKER = "\n[interrupted]"
 INCOMPLETE_MARKER = "\n[incomplete]"
+SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|session|password", re.I)
 
 
 def safe_base_url(url: Optional[str]) -> Optional[str]:
@@ -142,9 +144,10 @@ class ExchangeLog:
             "files": self.files or None,
         }
         secrets_ = [str(s.api_key)] if s.api_key and len(str(s.api_key)) >= 4 else []
-        for _, value in s.headers:
-            if value and len(str(value)) >= 8:
-                secrets_.append(str(value))
+        for name, value in s.headers:
+            # Only values of secret-looking headers: scrubbing "X-Team: research" would edit answers.
+            if value and len(str(value)) >= 8 and SECRET_HEADER.search(str(name)):
+                secrets_.append(str(value).split(" ", 1)[-1] if str(value).lower().startswith("bearer ") else str(value))
         return _scrub(record, secrets_)
 
     def finish(self, run, error=None, exit_status: int = 0, interrupted: bool = False, warn=None) -> bool:
