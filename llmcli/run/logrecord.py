@@ -7,7 +7,9 @@ code never depend on it.
 """
 
 import json
+import os
 import re
+import sys
 import time
 from typing import List, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -101,6 +103,7 @@ class ExchangeLog:
         self.session = session if session is not None else session_key()
         self.created = time.time()
         self.recorded = False
+        self.logged = False
         self.messages_after: Optional[List[dict]] = None
 
     @property
@@ -153,12 +156,18 @@ class ExchangeLog:
     def finish(self, run, error=None, exit_status: int = 0, interrupted: bool = False, warn=None) -> bool:
         """Write the exchange; on any failure, call `warn(message)` once and return False."""
         if self.recorded:
-            return True
+            return self.logged
         self.recorded = True
-        record = self.record_for(run, error, exit_status, interrupted)
-        if not self.enabled:
-            return False
+        self.logged = self._write(run, error, exit_status, interrupted, warn)
+        return self.logged
+
+    def _write(self, run, error, exit_status, interrupted, warn) -> bool:
+        from ..errors import LLMCliError
+
         try:
+            record = self.record_for(run, error, exit_status, interrupted)
+            if not self.enabled:
+                return False
             from ..store.db import Store, db_path
 
             store = Store(db_path(self.settings.home))
@@ -168,6 +177,9 @@ class ExchangeLog:
                 store.close()
             return True
         except Exception as exc:  # the log must never cost the user the answer or change the exit code
+            if not isinstance(exc, (LLMCliError, OSError)) and "pytest" in sys.modules \
+                    and not os.environ.get("LLMCLI_NO_RERAISE"):
+                raise  # a bug of ours, not a broken database: let the tests see it (STYLE.md rule 3)
             if warn is not None:
                 warn(f"this exchange was not logged: {exc} (--no-log skips the log)")
             return False
