@@ -75,7 +75,7 @@ def test_chat_no_log_records_nothing(server, chat, isolated_env):
 
 
 def test_two_scripts_at_once_each_continue_their_own_by_default(server, isolated_env, tmp_path):
-    """No $LLMCLI_SESSION: two shells running at once are two sessions."""
+    """No $LLMCLI_SESSION: two shells running at once are two sessions (tests/test_store.py sets it)."""
 
     def echo(handler, rec):
         last = [m for m in rec.json["messages"] if m["role"] == "user"][-1]["content"]
@@ -87,7 +87,8 @@ def test_two_scripts_at_once_each_continue_their_own_by_default(server, isolated
     scripts = []
     for name in ("alpha", "beta"):
         script = tmp_path / f"{name}.sh"
-        script.write_text(f"set -e\n{llmcli} {name} one\nsleep 0.3\n{llmcli} -c {name} two\n")
+        # `timeout` (which forks) in between: a launcher is not a session; the shell is
+        script.write_text(f"set -e\n{llmcli} {name} one\nsleep 0.3\ntimeout 60 {llmcli} -c {name} two\n")
         scripts.append(subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         stdin=subprocess.DEVNULL, env=env))
     for proc in scripts:

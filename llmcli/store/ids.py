@@ -33,32 +33,60 @@ def new_id(now: Optional[float] = None) -> str:
     return "".join(reversed(out))
 
 
+SHELLS = {"bash", "zsh", "fish", "sh", "dash", "ksh", "mksh", "oksh", "yash", "tcsh", "csh", "ash", "busybox",
+          "nu", "xonsh", "elvish", "pwsh", "ion", "osh", "oil.ovm"}
+
+
+def _proc_stat(pid: int):
+    """(name, ppid, start time, tty_nr) from /proc/PID/stat (proc(5)), or None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        name = raw[raw.index(b"(") + 1: raw.rindex(b")")].decode("utf-8", "replace")
+        fields = raw.rsplit(b")", 1)[1].split()
+        return name, int(fields[1]), fields[19].decode(), fields[4].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def session_key(env=os.environ) -> str:
     """Which "terminal session" this process belongs to, for `-c` ("the latest conversation *here*").
 
-    `$LLMCLI_SESSION` when set. Otherwise the shell that started llmcli: its pid and start time (pids
-    are reused) together with the controlling terminal. Commands typed in one terminal share their
-    shell; two scripts running at once are two shells, so each continues its own conversations.
+    `$LLMCLI_SESSION` when set. Otherwise the shell that started llmcli (the nearest ancestor that is
+    a shell, so `uv run`, `time` or `nice` in between change nothing): its pid and start time (pids are
+    reused) together with the controlling terminal. Commands typed in one terminal share their shell;
+    two scripts running at once are two shells, so each continues its own conversations.
     """
     explicit = env.get(SESSION_ENV)
     if explicit:
         return "env:" + explicit
     ppid = os.getppid()
-    start = ""
+    chosen = None
+    pid = ppid
+    for _ in range(8):  # a few launchers deep at most
+        stat = _proc_stat(pid)
+        if stat is None:
+            break
+        if stat[0] in SHELLS:
+            chosen = (pid, stat)
+            break
+        if stat[1] <= 1:
+            break
+        pid = stat[1]
+    if chosen is None:
+        stat = _proc_stat(ppid)
+        chosen = (ppid, stat) if stat is not None else None
+    if chosen is not None:
+        pid, (_, _, start, tty) = chosen
+        return f"shell:{pid}:{start}:tty:{tty}"
     tty = ""
-    try:
-        with open(f"/proc/{ppid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        start = fields[19].decode()  # starttime, field 22 of proc(5)
-        tty = fields[4].decode()  # tty_nr, field 7
-    except (OSError, IndexError):
-        for fd in (0, 1, 2):
-            try:
-                tty = os.ttyname(fd)
-                break
-            except OSError:
-                continue
-    return f"shell:{ppid}:{start}:tty:{tty}"
+    for fd in (0, 1, 2):
+        try:
+            tty = os.ttyname(fd)
+            break
+        except OSError:
+            continue
+    return f"shell:{ppid}::tty:{tty}"
 
 
 # --------------------------------------------------------------------------------------------
