@@ -111,3 +111,27 @@ def test_chat_with_an_unwritable_log_warns_once_and_keeps_answering(server, chat
     second = repl.say("two")
     assert "answer two" in second and "not logged" not in second
     assert repl.exit() == 0
+
+
+def test_ctrl_c_in_chat_records_the_partial_answer(server, chat, isolated_env):
+    from localserver import chunk, sse
+
+    stalled = Reply(pieces=sse(chunk(role="assistant", content=""), chunk("Hello"), chunk(" partial"), done=False),
+                    end="stall")
+    server.chat([stalled, Reply(pieces=text_stream("fine"))])
+    repl = chat()
+    repl.prompt()
+    repl.child.send("tell me\r")
+    repl.expect("Hello partial")
+    repl.child.sendintr()
+    repl.prompt(timeout=10)
+    assert "fine" in repl.say("and now?")
+    assert repl.exit() == 0
+    rows = exchanges(isolated_env)
+    assert [r[2:] for r in rows] == [("tell me", "Hello partial", 1), ("and now?", "fine", 0)]
+    assert rows[0][0] == rows[1][0]
+    conn = sqlite3.connect(os.path.join(str(isolated_env), "logs.db"))
+    (status, response), = conn.execute("SELECT exit_status, response_messages FROM exchanges ORDER BY id LIMIT 1")
+    conn.close()
+    assert status == 130
+    assert json.loads(response) == [{"role": "assistant", "content": "Hello partial\n[interrupted]"}]
