@@ -125,7 +125,16 @@ def test_failed_exchange_is_recorded_with_its_error(server, isolated_env):
     r = ask(server, "--retries", "0", "q")
     assert r.exit_code == 4
     (ex,) = rows(isolated_env, "SELECT error_type, error_message, exit_status, partial FROM exchanges")
-    assert ex[0] == "http" and "bad key" in ex[1] and ex[2] == 4 and ex[3] == 1
+    assert ex[0] == "http" and "bad key" in ex[1] and ex[2] == 4 and ex[3] == 0  # nothing arrived: not partial
+
+
+def test_a_stream_cut_after_some_text_is_partial(server, isolated_env):
+    server.chat(Reply(pieces=sse(chunk(role="assistant", content=""), chunk("half an"), done=False), end="cut"))
+    r = ask(server, "--retries", "0", "q")
+    assert r.exit_code in (5, 6) and r.stdout.startswith("half an")
+    ((answer, partial, status, error_type),) = rows(isolated_env, "SELECT answer, partial, exit_status, error_type "
+                                                                  "FROM exchanges")
+    assert answer == "half an" and partial == 1 and status == r.exit_code and error_type in ("stream", "network")
 
 
 def test_a_recognisable_key_never_reaches_the_database(server, isolated_env):

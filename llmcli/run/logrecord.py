@@ -143,7 +143,8 @@ class ExchangeLog:
             "error_type": getattr(error, "type_name", type(error).__name__) if failed else None,
             "error_message": str(error) if failed else None,
             "exit_status": int(exit_status),
-            "partial": failed or interrupted,
+            # partial: the run was cut short after something arrived (a 401 before any byte is an error, not partial)
+            "partial": interrupted or (failed and bool(run.content or run.reasoning or run.tool_activity)),
             "files": self.files or None,
         }
         secrets_ = [str(s.api_key)] if s.api_key and len(str(s.api_key)) >= 4 else []
