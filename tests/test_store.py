@@ -564,3 +564,30 @@ def test_an_unopenable_database_is_one_warning_and_the_answer_stands(server, iso
     server.chat(Reply(status=500, pieces=[b"{}"], content_type="application/json", chunked=False))
     r = ask(server, "--retries", "0", "q")
     assert r.exit_code == 4 and "not logged" in r.stderr and r.stderr.count("\n") == 2
+
+
+def test_a_writer_holding_the_lock_makes_others_wait_not_fail(server, isolated_env):
+    server.chat(echo_reply)
+    assert ask(server, "create the database").exit_code == 0
+    holder = sqlite3.connect(db_file(isolated_env), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # what a slow writer (or a migration) looks like to the others
+    try:
+        procs = [spawn(server, f"waiting {i}") for i in range(4)]
+        time.sleep(1.0)
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and out == f"echo: waiting {i}\n".encode() and err == b"", err
+    assert rows(isolated_env, "SELECT COUNT(*) FROM exchanges") == [(5,)]
+
+
+def test_list_since(isolated_env):
+    now = time.time()
+    with Store(db_file(isolated_env)) as store:
+        for hours, title in ((50, "old"), (1, "recent")):
+            store.record({"id": new_id(now - hours * 3600), "conversation_id": title.upper(),
+                          "created": now - hours * 3600, "request_messages": [], "prompt": title, "answer": "a"})
+    assert [c["title"] for c in json.loads(invoke("logs", "list", "--since", "2d", "--json").stdout)] == ["recent"]
+    assert len(json.loads(invoke("logs", "list", "--since", "3d", "--json").stdout)) == 2
