@@ -93,9 +93,12 @@ def test_ask_json_names_the_conversation_and_exchange(server, isolated_env):
     doc = json.loads(ask(server, "--json", "q").stdout)
     assert rows(isolated_env, "SELECT conversation_id, id FROM exchanges") == [
         (doc["conversation_id"], doc["exchange_id"])]
+    done = json.loads(ask(server, "--jsonl", "q").stdout.splitlines()[-1])
+    assert done["type"] == "done" and rows(isolated_env, "SELECT id FROM exchanges WHERE id = ?",
+                                           (done["exchange_id"],)) == [(done["exchange_id"],)]
     doc = json.loads(ask(server, "--json", "--no-log", "q").stdout)
     assert doc["conversation_id"] is None and doc["exchange_id"] is None
-    assert rows(isolated_env, "SELECT COUNT(*) FROM exchanges") == [(1,)]
+    assert rows(isolated_env, "SELECT COUNT(*) FROM exchanges") == [(2,)]
 
 
 def test_no_log_and_config_and_logs_off(server, isolated_env, tmp_path, monkeypatch):

@@ -323,8 +323,9 @@ class JSONLRenderer(_Renderer):
     def finish(self, run, error):
         self._finish_warnings(run)
         doc = run_document(run, error)
+        ids = {k: doc[k] for k in ("conversation_id", "exchange_id") if k in doc}  # ask: where the log keeps it
         if error is None:
             self._emit({"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
-                        "timing": doc["timing"], "model": doc["model"]})
+                        "timing": doc["timing"], "model": doc["model"], **ids})
         else:
-            self._emit({"type": "error", "error": doc["error"], "timing": doc["timing"]})
+            self._emit({"type": "error", "error": doc["error"], "timing": doc["timing"], **ids})
