@@ -644,6 +644,9 @@ CONFIG_TEMPLATE = """\
 #   vi_mode: false
 #   show_reasoning: true
 #   render: true          # style Markdown in answers on the terminal
+
+# logs:
+#   enabled: true         # record every ask and chat exchange in $LLMCLI_HOME/logs.db (llmcli logs)
 """
 
 
