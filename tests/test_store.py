@@ -594,3 +594,16 @@ def test_list_since(isolated_env):
                           "created": now - hours * 3600, "request_messages": [], "prompt": title, "answer": "a"})
     assert [c["title"] for c in json.loads(invoke("logs", "list", "--since", "2d", "--json").stdout)] == ["recent"]
     assert len(json.loads(invoke("logs", "list", "--since", "3d", "--json").stdout)) == 2
+
+
+def test_logs_config_is_parsed_strictly(server, isolated_env, tmp_path, monkeypatch):
+    server.chat(Reply(pieces=text_stream("ok")))
+    cfg = tmp_path / "cfg.yaml"
+    monkeypatch.setenv("LLMCLI_CONFIG", str(cfg))
+    cfg.write_text("logs: {enabled: perhaps}\n")
+    r = ask(server, "q")
+    assert r.exit_code == 3 and "logs.enabled" in r.stderr
+    cfg.write_text("logs: {enable: false}\n")  # a typo: warned about, and logging stays on
+    r = ask(server, "q")
+    assert r.exit_code == 0 and "unknown config key 'logs.enable'" in r.stderr
+    assert rows(isolated_env, "SELECT COUNT(*) FROM exchanges") == [(1,)]
