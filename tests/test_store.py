@@ -607,3 +607,14 @@ def test_logs_config_is_parsed_strictly(server, isolated_env, tmp_path, monkeypa
     r = ask(server, "q")
     assert r.exit_code == 0 and "unknown config key 'logs.enable'" in r.stderr
     assert rows(isolated_env, "SELECT COUNT(*) FROM exchanges") == [(1,)]
+
+
+def test_a_database_in_rollback_mode_is_switched_to_wal(isolated_env):
+    os.makedirs(isolated_env)
+    path = db_file(isolated_env)
+    conn = sqlite3.connect(path, isolation_level=None)
+    store_db.migrate(conn)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    with Store(path) as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -179,8 +179,9 @@ class Store:
             # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if fresh:
-                self.conn.execute("PRAGMA journal_mode = WAL")  # persistent: set once, when the file is made
+            # WAL is persistent, so this is set once; a database made elsewhere (or by `.backup`) gets it too.
+            if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes of llmcli
             no_checkpoint = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
             if no_checkpoint is not None and hasattr(self.conn, "setconfig"):
