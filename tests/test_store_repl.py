@@ -135,3 +135,27 @@ def test_ctrl_c_in_chat_records_the_partial_answer(server, chat, isolated_env):
     conn.close()
     assert status == 130
     assert json.loads(response) == [{"role": "assistant", "content": "Hello partial\n[interrupted]"}]
+
+
+def test_sh_c_snippets_in_parallel_each_continue_their_own(server, isolated_env):
+    """`sh -c 'llmcli ask …; llmcli ask -c …'`: the shell execs its last command in its own place (bash
+    and dash both do), so that command is no longer the shell's child; it must still find the first one's
+    conversation, and four such snippets run by xargs -P 4 must not see each other's."""
+
+    def echo(handler, rec):
+        last = [m for m in rec.json["messages"] if m["role"] == "user"][-1]["content"]
+        handler.play(Reply(pieces=text_stream("re: " + last)), rec)
+
+    server.chat(echo)
+    env = {k: v for k, v in os.environ.items() if k != "LLMCLI_SESSION"}
+    llmcli = f"'{sys.executable}' -m llmcli ask --base-url {server.base_url}"
+    for shell in ("bash", "sh"):
+        snippet = f"{llmcli} \"$0 {shell} one\" >/dev/null; {llmcli} -c \"$0 {shell} two\""
+        proc = subprocess.run(["bash", "-c", f"printf 'a\\nb\\nc\\nd\\n' | xargs -P 4 -I{{}} {shell} -c '{snippet}' {{}}"],
+                              capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        sent = {r.json["messages"][-1]["content"]: [m["content"] for m in r.json["messages"]]
+                for r in server.requests}
+        for name in "abcd":
+            assert sent[f"{name} {shell} two"] == [f"{name} {shell} one", f"re: {name} {shell} one",
+                                                   f"{name} {shell} two"], (shell, name)

@@ -58,7 +58,7 @@ def continued_conversation(settings, params):
     if params.get("history_file"):
         raise UsageError("--history cannot be combined with -c/--continue or --cid")
     from ..errors import StoreError
-    from ..store.db import Store, conversation_messages, db_path, session_key
+    from ..store.db import Store, conversation_messages, db_path, lookup_sessions
 
     if not os.path.exists(db_path(settings.home)):
         raise StoreError(f"no conversation to continue: nothing is logged yet ({db_path(settings.home)})")
@@ -67,7 +67,7 @@ def continued_conversation(settings, params):
             cid = store.resolve(params["cid"])
             last = store.latest_exchange(conversation_id=cid)
         else:
-            last = store.latest_exchange(session=None if params.get("global_") else session_key())
+            last = store.latest_exchange(session=None if params.get("global_") else lookup_sessions())
             if last is None:
                 raise StoreError("no conversation to continue in this terminal session "
                                  "(--global continues the latest of any; llmcli logs list shows them)")
@@ -168,11 +168,11 @@ def logs_list(count, model, query, since, here, json_output):
         else:
             click.echo("no conversations logged yet", err=True)
         return
-    from ..store.db import session_key
+    from ..store.db import lookup_sessions
 
     with _store(home) as store:
         rows = store.list_conversations(limit=count or None, model=model, query=query, since=_since(since),
-                                        session=session_key() if here else None)
+                                        session=lookup_sessions() if here else None)
         if query and not store.fts and not json_output:
             click.echo("llmcli: note: full-text search (FTS5) is not available in this SQLite; "
                        "searched with LIKE", err=True)
@@ -190,11 +190,11 @@ def logs_list(count, model, query, since, here, json_output):
 
 def _resolve_or_latest(store, conversation_id, global_):
     from ..errors import StoreError
-    from ..store.db import session_key
+    from ..store.db import lookup_sessions
 
     if conversation_id:
         return store.resolve(conversation_id)
-    last = store.latest_exchange(session=None if global_ else session_key())
+    last = store.latest_exchange(session=None if global_ else lookup_sessions())
     if last is None:
         raise StoreError("no conversation in this terminal session (give an ID, or --global)")
     return last["conversation_id"]
@@ -288,7 +288,7 @@ def _show_readable(cid, exchanges, out):
 def logs_rm(ids, older_than, last, global_):
     """Remove conversations by ID (unique prefixes), everything older than AGE, or the last exchange."""
     from ..errors import StoreError, UsageError
-    from ..store.db import parse_duration, session_key
+    from ..store.db import lookup_sessions, parse_duration
 
     if sum(bool(x) for x in (ids, older_than, last)) != 1:
         raise UsageError("give conversation IDs, --older-than AGE or --last (one of them)")
@@ -299,7 +299,7 @@ def logs_rm(ids, older_than, last, global_):
         elif older_than:
             conversations, exchanges = store.delete_older_than(time.time() - parse_duration(older_than))
         else:
-            ex = store.latest_exchange(session=None if global_ else session_key())
+            ex = store.latest_exchange(session=None if global_ else lookup_sessions())
             if ex is None:
                 raise StoreError("no exchange in this terminal session to remove (--global: of any session)")
             conversations, exchanges = store.delete_exchange(ex["id"])

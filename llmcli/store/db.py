@@ -19,7 +19,7 @@ import time
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import StoreError
-from .ids import DB_NAME, db_path, new_id, session_key  # noqa: F401 (re-exported)
+from .ids import DB_NAME, db_path, lookup_sessions, new_id, session_key  # noqa: F401 (re-exported)
 
 BUSY_TIMEOUT_MS = 15000
 
@@ -338,8 +338,9 @@ class Store:
         """The newest exchange, of this session (None: of any) or of this conversation."""
         where, args = [], []
         if session is not None:
-            where.append("session = ?")
-            args.append(session)
+            sessions = [session] if isinstance(session, str) else list(session)
+            where.append(f"session IN ({','.join('?' * len(sessions))})")
+            args += sessions
         if conversation_id is not None:
             where.append("conversation_id = ?")
             args.append(conversation_id)
@@ -385,8 +386,9 @@ class Store:
             where.append("e.created >= ?")
             args.append(since)
         if session is not None:
-            where.append("e.session = ?")
-            args.append(session)
+            sessions = [session] if isinstance(session, str) else list(session)
+            where.append(f"e.session IN ({','.join('?' * len(sessions))})")
+            args += sessions
         if query:
             ids = self.search_exchange_rowids(query)
             if not ids:

@@ -89,6 +89,26 @@ def session_key(env=os.environ) -> str:
     return f"shell:{ppid}::tty:{tty}"
 
 
+def own_key() -> Optional[str]:
+    """This process as a shell would have been keyed: `sh -c 'llmcli ask a; llmcli ask -c b'` runs the
+    first llmcli as the shell's child but *execs* the last one in the shell's place (same pid, same
+    start time), so the second finds the first's session under its own pid."""
+    stat = _proc_stat(os.getpid())
+    return None if stat is None else f"shell:{os.getpid()}:{stat[2]}:tty:{stat[3]}"
+
+
+def lookup_sessions(env=os.environ) -> list:
+    """The session keys "the latest conversation here" matches: ours, and (if a shell exec'd us) the one
+    of the shell we replaced. Only that shell's own children can have recorded the second, so it never
+    picks up anyone else's conversation."""
+    keys = [session_key(env)]
+    if not env.get(SESSION_ENV):
+        mine = own_key()
+        if mine is not None and mine not in keys:
+            keys.append(mine)
+    return keys
+
+
 # --------------------------------------------------------------------------------------------
 # paths and the on/off switch
 
