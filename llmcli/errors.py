@@ -34,6 +34,12 @@ class InputError(LLMCliError):
     type_name = "input"
 
 
+class StoreError(ConfigError):
+    """The conversation log cannot be opened, read or written (locked, read-only, corrupt, from a newer llmcli)."""
+
+    type_name = "log"
+
+
 class HTTPError(LLMCliError):
     """The server answered with a non-2xx status (or a 200 error body)."""
 

@@ -50,7 +50,10 @@ ENVIRONMENT: List[Tuple[str, str]] = [
     ("LLMCLI_MODEL", "Model name, alias or provider/model (as --model)."),
     ("LLMCLI_PROVIDER", "Provider used when --provider is not given (overrides default_provider in the config file)."),
     ("LLMCLI_CONFIG", "The config file (as --config). Default: $XDG_CONFIG_HOME/llmcli/config.yaml."),
-    ("LLMCLI_HOME", "The data directory (chat history, debug records). Default: $XDG_DATA_HOME/llmcli."),
+    ("LLMCLI_HOME", "The data directory (chat history, the conversation log logs.db, debug records). "
+                    "Default: $XDG_DATA_HOME/llmcli."),
+    ("LLMCLI_SESSION", "The terminal session for ask -c and logs rm --last: the latest conversation is the latest "
+                       "of this session. Default: the shell that started llmcli (and its terminal)."),
     ("LLMCLI_MODELS", "Where fetched local model files live (llmcli pull). Default: $XDG_CACHE_HOME/llmcli/models."),
     ("LLMCLI_DEBUG", "Set to 1 for diagnostics on stderr and a replayable record on failure (as --debug)."),
     ("LLMCLI_CONNECT_TIMEOUT", "Connect timeout in seconds (as --connect-timeout)."),

@@ -257,7 +257,7 @@ def test_parallel_saves_to_one_file_each_leave_a_whole_conversation(server, tmp_
     assert saved[0]["role"] == "user" and saved[0]["content"].startswith("question ")
     assert saved[1]["content"].startswith("answer ")
     assert victim.read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.json", "conv.json.tmp", "victim.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "llmcli-home") == ["conv.json", "conv.json.tmp", "victim.txt"]
 
 
 def test_save_keeps_a_partial_answer_marked_partial(server, llmcli, tmp_path):

@@ -24,13 +24,15 @@ def imported_modules(*args, env=None):
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
                                   ("--version",), ("doctor", "--help"), ("templates", "--help"),
                                   ("templates", "list", "--help"), ("cmd", "--help"), ("widget", "--help"),
-                                  ("complete", "--help")])
+                                  ("complete", "--help"), ("logs", "--help"), ("logs", "list", "--help")])
+
+
 def test_help_imports_nothing_heavy(args):
     proc, names = imported_modules(*args)
     assert proc.returncode == 0
     assert "llmcli" in names  # the measurement works
     # answered from generated text (cli/fast.py): not even click is imported
-    assert not names & set(HEAVY + ("click",)), sorted(names & set(HEAVY + ("click",)))
+    assert not names & set(HEAVY + ("click", "sqlite3")), sorted(names & set(HEAVY + ("click", "sqlite3")))
 
 
 def test_help_click_renders_imports_nothing_heavy():
@@ -39,7 +41,7 @@ def test_help_click_renders_imports_nothing_heavy():
 
     proc, names = imported_modules("ask", "--help", env=dict(os.environ, COLUMNS="64"))
     assert proc.returncode == 0 and "click" in names
-    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+    assert not names & set(HEAVY + ("sqlite3",)), sorted(names & set(HEAVY + ("sqlite3",)))
 
 
 def test_completion_imports_nothing_heavy():
@@ -97,7 +99,11 @@ def test_keyring_is_imported_only_for_a_key_the_index_puts_there(server, tmp_pat
     env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     proc, names = imported_modules(*args, env=env)
     assert "keyring" in names  # the check above can fail
+
+
 @pytest.mark.parametrize("args", [("doctor", "--help"), ("templates", "show", "--help")])
+
+
 def test_new_commands_rendered_by_click_import_nothing_heavy(args):
     import os
 
@@ -118,6 +124,8 @@ def test_schema_run_imports_jsonschema_only_when_asked(tmp_path):
     proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--schema", "a integr", "hi",
                                    env=env)
     assert proc.returncode == 2 and "jsonschema" not in names  # the DSL fails before jsonschema is needed
+
+
 def test_plain_ask_imports_no_tool_machinery(server):
     """An ask without tools loads none of the user-tool, Python-tool or text-tool-call modules."""
     from localserver import Reply, text_stream
@@ -131,6 +139,8 @@ def test_plain_ask_imports_no_tool_machinery(server):
     assert "llmcli.run.loop" in modules  # the measurement works
     unwanted = {"llmcli.wire.textcalls", "llmcli.tools.pyfunc", "llmcli.tools.user", "ddgs", "primp"}
     assert not modules & unwanted, sorted(modules & unwanted)
+
+
 def test_ask_without_mcp_imports_no_mcp_sdk(server):
     from localserver import Reply, text_stream
 
@@ -138,6 +148,8 @@ def test_ask_without_mcp_imports_no_mcp_sdk(server):
     proc, names = imported_modules("ask", "--base-url", server.base_url, "hi")
     assert proc.returncode == 0 and proc.stdout == "fine\n" and "requests" in names  # the measurement works
     assert not names & MCP_SDK, sorted(names & MCP_SDK)
+
+
 def test_complete_help_rendered_by_click_imports_nothing_heavy():
     import os
 

@@ -13,6 +13,7 @@ from ..status import ExitStatus
 from .budget import BUDGET_FLAG_NAMES, budget_options
 from .scripting import apply_templates, plan_from_params, scripting_options, template_options  # nothing heavy
 from .logprob_options import apply_logprobs, logprob_options
+from .logs import log_options
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -223,6 +224,7 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
 @scripting_options
 @template_options
 @logprob_options
+@log_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -235,10 +237,15 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
 
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
+    from .logs import continued_conversation, exchange_log
+
     prompt, no_stdin = apply_templates(params, prompt, files, no_stdin)  # -t: flags win (cli/scripting.py)
     plan = plan_from_params(params)
     settings, show_logprobs = apply_logprobs(settings_from_params(params), params)
-    messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
+    continued = continued_conversation(settings, params)
+    file_info = []
+    messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"),
+                                              history=continued[1] if continued else None, file_info=file_info)
     if json_output:
         mode = "json"
     elif jsonl_output:
@@ -247,10 +254,13 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw, plan=plan, show_logprobs=show_logprobs)
+            raw=raw, plan=plan, show_logprobs=show_logprobs,
+            log=exchange_log(settings, params, messages, "ask", continued, file_info))
 
 
-def build_messages(settings, prompt_words, files, no_stdin, history_file):
+def build_messages(settings, prompt_words, files, no_stdin, history_file, history=None, file_info=None):
+    """The request's messages. `history`: a stored conversation being continued (its system prompt
+    stays unless -s replaces it). `file_info`, when a list, receives each file's name and sha256."""
     from ..errors import UsageError
     from ..prompt.history import (build_user_message, decode_input, load_history, read_capped, read_file_bytes,
                                   with_system_prompt)
@@ -294,14 +304,25 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
     user = build_user_message(prompt, stdin_text, file_parts)
     if user is None:
         raise UsageError("nothing to send: the prompt and input are empty")
-    history = load_history(history_file) if history_file else []
-    messages = with_system_prompt(history, settings.system, settings.source_of("system") == "--system flag")
+    if file_info is not None:
+        import hashlib
+
+        for name, text in file_parts:
+            file_info.append({"name": name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                              "chars": len(text)})
+    from_flag = settings.source_of("system") == "--system flag"
+    if history is not None:
+        messages = with_system_prompt(history, settings.system if from_flag else None, from_flag)
+    else:
+        history = load_history(history_file) if history_file else []
+        messages = with_system_prompt(history, settings.system, from_flag)
     messages.append({"role": "user", "content": user})
     return messages, warnings
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None, show_logprobs=False):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None, show_logprobs=False,
+            log=None):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -328,11 +349,20 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if plan is not None:
         wiring.run = plan.wrap(wiring.run)
     announce_local_model(settings, wiring.run.transport, diag)
-    error, stopped = wiring.drive(renderer)
+    try:
+        error, stopped = wiring.drive(renderer)
+    except BaseException as exc:  # a closed pipe (or worse): what arrived is still logged
+        if log is not None:
+            log.finish(wiring.run, exc, exit_status=0 if isinstance(exc, BrokenPipeError) else ExitStatus.ERROR)
+        raise
     if stopped is not None:
         terminated = isinstance(stopped, Terminated)
         error = Interrupted("terminated" if terminated else "interrupted",
                             ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED)
+    if log is not None:
+        logged = log.finish(wiring.run, error, exit_status=error.exit_status if error is not None else 0,
+                            interrupted=stopped is not None, warn=diag.warning)
+        wiring.run.log_ids = log.ids if logged else {"conversation_id": None, "exchange_id": None}
     renderer.finish(wiring.run, error)
     wiring.after(error)
     if save_path:
@@ -454,6 +484,7 @@ def _silence_stdout():
 @click.option("--raw", is_flag=True,
               help="Print the answer's control characters as they are (by default escape sequences from the "
                    "server are shown as ^[ and the like).")
+@log_options
 def chat(message, vi_mode, show_reasoning, raw, **params):
     """Interactive chat (REPL) with history, multi-line input, commands and streaming.
 
@@ -473,8 +504,12 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 
     if not isatty(sys.stdin):
         raise UsageError("chat needs a terminal on stdin; for piped input use: llmcli ask")
+    from .logs import continued_conversation
+    from ..run.logrecord import logging_enabled
+
     settings = settings_from_params(params)
     history = None
+    continued = continued_conversation(settings, params)
     if params.get("history_file"):
         from ..prompt.history import load_history
 
@@ -482,7 +517,8 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
     from ..repl.session import run_repl
 
     code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,
-                    vi_mode=vi_mode, show_reasoning=show_reasoning, raw=raw)
+                    vi_mode=vi_mode, show_reasoning=show_reasoning, raw=raw, continued=continued,
+                    log_enabled=logging_enabled(settings, params.get("no_log")))
     if code:
         raise click.exceptions.Exit(code)
 
@@ -747,3 +783,6 @@ cli.add_command(widget_command)
 from .complete import complete_command  # noqa: E402 (issue 18; the module imports nothing heavy)
 
 cli.add_command(complete_command)
+from .logs import logs_group  # noqa: E402 (issue 14)
+
+cli.add_command(logs_group)

@@ -70,7 +70,7 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "max_event_bytes", "debug", "ca_bundle", "local",
-    "budget", "mcp",
+    "budget", "mcp", "logs",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
@@ -81,6 +81,7 @@ KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
 KNOWN_BUDGET_KEYS = {"max_cost", "max_tokens_total", "daily", "monthly"}
 KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
+KNOWN_LOGS_KEYS = {"enabled"}
 
 
 class Secret(str):
@@ -128,6 +129,7 @@ class Settings:
     text_tool_calls: bool = False  # recognise tool calls the model writes as text (wire/textcalls.py)
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    logs_enabled: bool = True  # config `logs: {enabled: false}`; --no-log and `llmcli logs off` are checked by the caller
     chat: Tuple[Tuple[str, Any], ...] = ()
     # Budgets (llmcli/run/budget.py): per ask run, or per chat session; daily/monthly across processes.
     max_cost: Optional[float] = None  # USD
@@ -248,6 +250,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
     if "budget" in data:
         check(data["budget"] or {}, KNOWN_BUDGET_KEYS, "budget")
     _check_values(data, path)
+    if "logs" in data:
+        check(data["logs"] or {}, KNOWN_LOGS_KEYS, "logs")
     return warnings
 
 
@@ -674,6 +678,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         mcp_servers=mcp_servers,
         max_input_bytes=max_input,
         max_event_bytes=max_event,
+        logs_enabled=strict_bool((data.get("logs") or {}).get("enabled", True), "logs.enabled"),
         chat=tuple((data.get("chat") or {}).items()),
         max_cost=max_cost,
         max_tokens_total=max_tokens_total,
@@ -828,6 +833,9 @@ CONFIG_TEMPLATE = """\
 #   vi_mode: false
 #   show_reasoning: true
 #   render: true          # style Markdown in answers on the terminal
+
+# logs:
+#   enabled: true         # record every ask and chat exchange in $LLMCLI_HOME/logs.db (llmcli logs)
 """
 
 

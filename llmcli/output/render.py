@@ -194,6 +194,8 @@ def run_document(run, error: Optional[LLMCliError], extras=None) -> dict:
         doc.update(more())
     if extras is not None:
         doc.update(extras(run))
+    # ask adds where the conversation log keeps this exchange (None when it was not logged)
+    doc.update(getattr(run, "log_ids", None) or {})
     return doc
 
 
@@ -465,10 +467,11 @@ class JSONLRenderer(_Renderer):
     def finish(self, run, error):
         self._finish_warnings(run)
         doc = run_document(run, error, self.extras)
+        ids = {k: doc[k] for k in ("conversation_id", "exchange_id") if k in doc}  # ask: where the log keeps it
         if error is None:
             done = {"type": "done", "finish_reason": doc["finish_reason"], "usage": doc["usage"],
                     "timing": doc["timing"], "model": doc["model"]}
             done.update({k: doc[k] for k in ("data", "validation", "extracted") if k in doc})
-            self._emit(done)
+            self._emit({**done, **ids})
         else:
-            self._emit({"type": "error", "error": doc["error"], "usage": doc["usage"], "timing": doc["timing"]})
+            self._emit({"type": "error", "error": doc["error"], "usage": doc["usage"], "timing": doc["timing"], **ids})

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -64,6 +65,8 @@ COMMANDS = (
     Command("save", "/save FILE", "save the conversation (JSON; .jsonl, .yaml by extension)"),
     Command("load", "/load FILE", "replace the conversation with a saved one (as --history reads)"),
     Command("usage", "/usage", "tokens of the last answer and of the whole conversation"),
+    Command("history", "/history [N]", "the latest conversations in the log (N of them, default 10)"),
+    Command("resume", "/resume ID", "switch to a logged conversation (any unique id prefix)"),
     Command("reasoning", "/reasoning [on|off]", "show or hide the model's reasoning"),
     Command("exit", "/exit, /quit", "leave (Ctrl-D does too)"),
 )
@@ -100,6 +103,11 @@ def _unquote(text: str) -> str:
     return text
 
 
+def _brief(text: Optional[str], limit: int = 100) -> str:
+    words = " ".join((text or "").split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
 def _format_usage(usage: Optional[dict], cost=None) -> str:
     if not usage:
         return "not reported"
@@ -126,6 +134,10 @@ class ChatSession:
         from ..run.runner import make_budget
 
         self.budget = make_budget(settings)
+        # The conversation log: the id this session's exchanges are recorded under (None until the
+        # first one, or a continued conversation's), and whether recording is on.
+        self.conversation_id: Optional[str] = None
+        self.log_enabled = False
 
     # -- lines --------------------------------------------------------------------------------
     def submit(self, line: str) -> Outcome:
@@ -309,6 +321,7 @@ class ChatSession:
         self.messages = [{"role": "system", "content": system}] if system is not None else []
         self.pending_files = []
         self.context_tokens = None
+        self.conversation_id = None  # what follows is a new conversation in the log
         return Outcome("conversation cleared" + (" (the system prompt stays)" if system is not None else ""))
 
     def _cmd_save(self, arg):
@@ -328,6 +341,7 @@ class ChatSession:
             loaded.insert(0, {"role": "system", "content": system})
         self.messages = loaded
         self.context_tokens = None
+        self.conversation_id = None  # a new conversation in the log
         return Outcome(f"loaded {len(loaded)} messages")
 
     def _cmd_usage(self, arg):
@@ -343,6 +357,57 @@ class ChatSession:
         from ..run.cost import sum_costs
 
         return sum_costs(self.costs) if self.costs else None
+
+    def _cmd_history(self, arg):
+        from ..store.db import Store, db_path
+
+        try:
+            count = int(arg) if arg else 10
+        except ValueError:
+            raise UsageError("usage: /history [N]") from None
+        path = db_path(self.settings.home)
+        if not os.path.exists(path):
+            return Outcome("no conversations logged yet")
+        with Store(path, create=False) as store:
+            rows = store.list_conversations(limit=max(1, count))
+        if not rows:
+            return Outcome("no conversations logged yet")
+        lines = []
+        for r in rows:
+            mark = "*" if r["id"] == self.conversation_id else " "
+            title = (r.get("title") or "")[:60]
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_created"]))
+            lines.append(f"{mark} {r['id'][:12]}  {when}  {r.get('model') or '-'}  {r['turns']} turn"
+                         f"{'s' if r['turns'] != 1 else ''}  {title}")
+        return Outcome("\n".join(lines) + "\n(/resume ID continues one)")
+
+    def _cmd_resume(self, arg):
+        if not arg:
+            raise UsageError("usage: /resume ID (see /history)")
+        from ..store.db import Store, db_path
+
+        with Store(db_path(self.settings.home), create=False) as store:
+            cid = store.resolve(arg)
+            exchanges = store.exchanges(cid)
+        return Outcome(self.resume(cid, exchanges))
+
+    def resume(self, conversation_id: str, exchanges: List[dict], shown: int = 3) -> str:
+        """Continue a logged conversation: its stored messages become ours; returns a short recap."""
+        from ..store.db import conversation_messages
+
+        self.conversation_id = conversation_id
+        self.messages = conversation_messages(exchanges[-1]) if exchanges else []
+        if self.settings.source_of("system") == "--system flag":
+            self.messages = with_system_prompt(self.messages, self.settings.system, True)
+        self.context_tokens = None
+        lines = [f"resumed conversation {conversation_id} ({len(exchanges)} exchange"
+                 f"{'s' if len(exchanges) != 1 else ''})"]
+        if len(exchanges) > shown:
+            lines.append(f"  … {len(exchanges) - shown} earlier")
+        for ex in exchanges[-shown:]:
+            lines.append("  you: " + _brief(ex.get("prompt")))
+            lines.append("  answer: " + _brief(ex.get("answer")) + (" [partial]" if ex.get("partial") else ""))
+        return "\n".join(lines)
 
     def _cmd_reasoning(self, arg):
         if arg.lower() in ("on", "off"):
@@ -419,7 +484,8 @@ class ReplCompleter(Completer):
 
 
 def run_repl(settings: Settings, first_message: Optional[str] = None, history: Optional[List[dict]] = None,
-             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None, raw: bool = False) -> int:
+             vi_mode: Optional[bool] = None, show_reasoning: Optional[bool] = None, raw: bool = False,
+             continued: Optional[Tuple[str, List[dict]]] = None, log_enabled: bool = False) -> int:
     """Read, send, stream, repeat. Returns 0 for /exit or Ctrl-D.
 
     SIGTERM (cli.Terminated) ends the loop, after the stream in progress was closed, as
@@ -432,13 +498,13 @@ def run_repl(settings: Settings, first_message: Optional[str] = None, history: O
     try:
         # The MCP servers live as long as the session: started at the first answer, stopped at exit.
         mcp = open_mcp(settings, lambda message: Diagnostics(sys.stderr, color_enabled(sys.stderr)).warning(message))
-        return _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp)
+        return _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp, continued, log_enabled)
     finally:
         if mcp is not None:
             mcp.close()
 
 
-def _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp):
+def _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mcp, continued=None, log_enabled=False):
     from ..run.runner import Terminated, announce_local_model, make_transport
 
     chat_config = dict(settings.chat)
@@ -449,9 +515,16 @@ def _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mc
     session = ChatSession(settings, history, show_reasoning=show_reasoning)
     session.raw = raw
     session.mcp = mcp
+    session.log_enabled = log_enabled
     diag = Diagnostics(sys.stderr, color_enabled(sys.stderr))
     for message in settings.warnings:
         diag.warning(message)
+    if continued is not None:
+        from ..store.db import Store, db_path
+
+        with Store(db_path(settings.home), create=False) as store:
+            exchanges = store.exchanges(continued[0])
+        _show(Outcome(session.resume(continued[0], exchanges)), diag, sys.stderr)
     # A transport now, not only per answer: an unusable connection (no base URL, the local extra
     # missing) fails before anything is typed, and the local provider says once which model answers.
     announce_local_model(settings, make_transport(settings, on_fetch=diag.note), diag)
@@ -498,10 +571,24 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
     renderer = TextRenderer(out, err, isatty(out), isatty(err), color_enabled(err),
                             show_reasoning=session.show_reasoning, show_usage=True, render_markdown=render,
                             raw=getattr(session, "raw", False))
+    from ..run.logrecord import ExchangeLog
+
+    log = ExchangeLog(settings, session.messages, "chat", conversation_id=session.conversation_id,
+                      enabled=session.log_enabled)
     wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget, mcp=getattr(session, "mcp", None))
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)
+    if stopped is not None:
+        status = ExitStatus.TERMINATED if isinstance(stopped, Terminated) else ExitStatus.INTERRUPTED
+    else:
+        status = error.exit_status if error is not None else ExitStatus.OK
+    warnings = []
+    if log.finish(wiring.run, error, exit_status=status, interrupted=stopped is not None, warn=warnings.append):
+        session.conversation_id = log.conversation_id
+    elif warnings and not getattr(session, "log_warned", False):
+        session.log_warned = True  # once per session, not after every answer
+        diag.warning(warnings[0] + " (said once per chat)")
     renderer.finish(wiring.run, error)
     if error is not None:
         diag.error(str(error))

@@ -1,0 +1,172 @@
+"""Recording runs in the conversation log (issue 14): a ChatRun's state → one plain exchange record.
+
+`ExchangeLog` is made before a run (it allocates the conversation and exchange ids, so `--json` can
+name them) and `finish()`ed once the run has ended, however it ended. Nothing here imports sqlite3
+until something is written, and a log that cannot be written is one warning: the answer and the exit
+code never depend on it.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config.secrets import is_secret_header
+
+def safe_base_url(url: Optional[str]) -> Optional[str]:
+    """The base URL without user:password and without a query (where some proxies carry keys)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def last_user_text(messages: List[dict]) -> Optional[str]:
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):  # content parts: the text ones
+                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("text"))
+            return None
+    return None
+
+
+def _scrub(value, secrets_: List[str]):
+    """Remove known secrets from everything stored (an error body may quote the key back)."""
+    if not secrets_:
+        return value
+    text = json.dumps(value, ensure_ascii=False)
+    changed = text
+    for secret in secrets_:
+        changed = changed.replace(json.dumps(secret)[1:-1], "<redacted>")
+    return value if changed == text else json.loads(changed)
+
+
+class ExchangeLog:
+    """One exchange to be recorded: ids now, the record when the run is over."""
+
+    def __init__(self, settings, request_messages: List[dict], command: str, conversation_id: Optional[str] = None,
+                 enabled: bool = True, files: Optional[list] = None, session: Optional[str] = None):
+        from ..store.ids import new_id, session_key
+
+        self.settings = settings
+        self.enabled = enabled
+        self.request_messages = [dict(m) for m in request_messages]
+        self.command = command
+        self.conversation_id = conversation_id or new_id()
+        self.new_conversation = conversation_id is None
+        self.exchange_id = new_id()
+        self.files = files
+        self.session = session if session is not None else session_key()
+        self.created = time.time()
+        self.recorded = False
+        self.logged = False
+        self.messages_after: Optional[List[dict]] = None
+
+    @property
+    def ids(self) -> dict:
+        return {"conversation_id": self.conversation_id, "exchange_id": self.exchange_id}
+
+    def record_for(self, run, error=None, exit_status: int = 0, interrupted: bool = False) -> dict:
+        failed = error is not None
+        after = run.kept_conversation(error, interrupted)  # the one policy (run/loop.py): what a follow-up sends
+        self.messages_after = after
+        s = self.settings
+        usage = run.usage
+        timing = run.timing()
+        record = {
+            "id": self.exchange_id,
+            "conversation_id": self.conversation_id,
+            "created": self.created,
+            "session": self.session,
+            "command": self.command,
+            "prompt": last_user_text(self.request_messages),
+            "request_messages": self.request_messages,
+            "response_messages": after[len(self.request_messages):],
+            "answer": run.content,
+            "reasoning": run.reasoning or None,
+            "refusal": "".join(run.refusal_parts) or None,
+            "tool_calls": run.tool_calls_summary() or None,
+            "model_requested": s.model,
+            "model_reported": run.model,  # what the server said it ran (the requested name when it said nothing)
+            "provider": s.provider,
+            "base_url": safe_base_url(s.base_url),
+            "options": dict(s.options) or None,
+            "usage": usage,
+            "cost": _reported_cost(usage),
+            "first_token_ms": timing.get("first_token_ms"),
+            "total_ms": timing.get("total_ms"),
+            "finish_reason": run.finish_reason,
+            "error_type": getattr(error, "type_name", type(error).__name__) if failed else None,
+            "error_message": str(error) if failed else None,
+            "exit_status": int(exit_status),
+            # partial: the run was cut short after something arrived (a 401 before any byte is an error, not partial)
+            "partial": interrupted or (failed and bool(run.content or run.reasoning or run.tool_activity)),
+            "files": self.files or None,
+        }
+        secrets_ = [str(s.api_key)] if s.api_key and len(str(s.api_key)) >= 4 else []
+        for name, value in s.headers:
+            # Only values of secret-looking headers: scrubbing "X-Team: research" would edit answers.
+            if value and len(str(value)) >= 8 and is_secret_header(name):
+                secrets_.append(str(value).split(" ", 1)[-1] if str(value).lower().startswith("bearer ") else str(value))
+        return _scrub(record, secrets_)
+
+    def finish(self, run, error=None, exit_status: int = 0, interrupted: bool = False, warn=None) -> bool:
+        """Write the exchange; on any failure, call `warn(message)` once and return False."""
+        if self.recorded:
+            return self.logged
+        self.recorded = True
+        self.logged = self._write(run, error, exit_status, interrupted, warn)
+        return self.logged
+
+    def _write(self, run, error, exit_status, interrupted, warn) -> bool:
+        from ..errors import LLMCliError
+
+        try:
+            record = self.record_for(run, error, exit_status, interrupted)
+            if not self.enabled:
+                return False
+            from ..store.db import Store, db_path
+
+            store = Store(db_path(self.settings.home))
+            try:
+                store.record(record)
+            finally:
+                store.close()
+            return True
+        except Exception as exc:  # the log must never cost the user the answer or change the exit code
+            if not isinstance(exc, (LLMCliError, OSError)) and "pytest" in sys.modules \
+                    and not os.environ.get("LLMCLI_NO_RERAISE"):
+                raise  # a bug of ours, not a broken database: let the tests see it (STYLE.md rule 3)
+            if warn is not None:
+                warn(f"this exchange was not logged: {exc} (--no-log skips the log)")
+            return False
+
+
+def _reported_cost(usage: Optional[dict]) -> Optional[float]:
+    """A cost the provider reported itself (OpenRouter's usage.cost); prices of our own come later."""
+    if isinstance(usage, dict):
+        cost = usage.get("cost")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            return float(cost)
+    return None
+
+
+def logging_enabled(settings, no_log: bool = False) -> bool:
+    """--no-log, then `logs: {enabled: false}`, then `llmcli logs off`."""
+    if no_log or not settings.logs_enabled or not settings.home:
+        return False
+    from ..store.ids import logging_switched_off
+
+    return not logging_switched_off(settings.home)
