@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient")
+HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "pypdf")
 
 
 def imported_modules(*args, env=None):
@@ -49,3 +49,13 @@ def test_completion_imports_nothing_heavy():
     proc, names = imported_modules(env=env)
     assert "plain,openrouter" in proc.stdout and "click" in names
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_an_image_attachment_does_not_import_pypdf(tmp_path):
+    """pypdf is imported for --pdf-text only; nor does ask import yaml without a YAML history."""
+    path = tmp_path / "a.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0",
+                                   "-a", str(path), "hi")
+    assert proc.returncode == 6, proc.stderr[-500:]
+    assert "pypdf" not in names and "yaml" not in names

@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..status import ExitStatus
+from .request import ask_request_options, build_request, history_format_options, load_history_file
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -202,6 +203,8 @@ def cli():
 @click.option("--raw", is_flag=True,
               help="On a terminal, print the answer's control characters as they are (by default escape "
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
+@ask_request_options
+@history_format_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -215,7 +218,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     if json_output and jsonl_output:
         raise UsageError("--json and --jsonl cannot be used together")
     settings = settings_from_params(params)
-    messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"))
+    messages, input_warnings, prepared = build_request(settings, prompt, files, no_stdin, params, build_messages)
     if json_output:
         mode = "json"
     elif jsonl_output:
@@ -224,10 +227,13 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw)
+            raw=raw, prepared=prepared)
 
 
-def build_messages(settings, prompt_words, files, no_stdin, history_file):
+def build_messages(settings, prompt_words, files, no_stdin, history_file, history=None, attach=None,
+                   attach_stdin=False):
+    """The message list; `attach(read_stdin)` returns the attachments (cli/request.py), `attach_stdin`
+    says that one of them is stdin (which is then not read as text)."""
     from ..errors import UsageError
     from ..prompt.history import build_user_message, decode_input, load_history, read_file_bytes, with_system_prompt
     from ..run.runner import isatty
@@ -253,28 +259,35 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file):
             file_parts.append(("stdin", decode_input(read_stdin(), "stdin", warnings)))
         else:
             file_parts.append((path, decode_input(read_file_bytes(path), path, warnings)))
+    attachments = attach(read_stdin) if attach is not None else []
     stdin_text = None
-    if "-" not in files and not no_stdin and not stdin_tty and stdin is not None:
+    if "-" not in files and not attach_stdin and not no_stdin and not stdin_tty and stdin is not None:
         stdin_text = decode_input(read_stdin(), "stdin", warnings)
     prompt = " ".join(prompt_words) if prompt_words else None
-    if prompt is None and stdin_text is None and not file_parts and stdin_tty:
+    if prompt is None and stdin_text is None and not file_parts and not attachments and stdin_tty:
         raise UsageError("no prompt: give one as arguments, pipe text on stdin, or use -f FILE "
                          "(try 'llmcli ask --help')")
     user = build_user_message(prompt, stdin_text, file_parts)
-    if user is None:
+    if user is None and not attachments:
         raise UsageError("nothing to send: the prompt and input are empty")
-    size = len(user.encode("utf-8"))
+    size = len(user.encode("utf-8")) if user else 0
     if size > settings.max_input_bytes:
         warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
                         f"{settings.max_input_bytes:,}); it may exceed the model's context")
-    history = load_history(history_file) if history_file else []
+    if history is None:
+        history = load_history(history_file) if history_file else []
     messages = with_system_prompt(history, settings.system, settings.source_of("system") == "--system flag")
-    messages.append({"role": "user", "content": user})
+    if attachments:
+        from ..prompt.attach import user_content
+
+        messages.append({"role": "user", "content": user_content(user, attachments)})
+    else:
+        messages.append({"role": "user", "content": user})
     return messages, warnings
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
-            pre_warnings=(), transport=None, render_markdown=False, raw=False):
+            pre_warnings=(), transport=None, render_markdown=False, raw=False, prepared=None):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -294,7 +307,15 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
                                 show_usage=show_usage, render_markdown=render_markdown, raw=raw)
     wiring = RunWiring(settings, messages, diag, err, stream=stream, transport=transport)
     announce_local_model(settings, wiring.run.transport, diag)
+    if prepared is not None:
+        from .request import report_prepared
+
+        report_prepared(prepared, wiring.run, diag, settings.debug)
     error, stopped = wiring.drive(renderer)
+    if prepared is not None:
+        from ..run.prepare import explain_rejection
+
+        error = explain_rejection(error, messages)
     if stopped is not None:
         terminated = isinstance(stopped, Terminated)
         error = Interrupted("terminated" if terminated else "interrupted",
@@ -418,6 +439,7 @@ def _silence_stdout():
 @click.option("--raw", is_flag=True,
               help="Print the answer's control characters as they are (by default escape sequences from the "
                    "server are shown as ^[ and the like).")
+@history_format_options
 def chat(message, vi_mode, show_reasoning, raw, **params):
     """Interactive chat (REPL) with history, multi-line input, commands and streaming.
 
@@ -438,11 +460,7 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
     if not isatty(sys.stdin):
         raise UsageError("chat needs a terminal on stdin; for piped input use: llmcli ask")
     settings = settings_from_params(params)
-    history = None
-    if params.get("history_file"):
-        from ..prompt.history import load_history
-
-        history = load_history(params["history_file"])
+    history = load_history_file(params)
     from ..repl.session import run_repl
 
     code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,

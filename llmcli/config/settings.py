@@ -60,14 +60,17 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "debug", "ca_bundle", "local",
+    "request", "context_length",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
-    "model_path", "n_ctx", "n_threads", "timeouts",
+    "model_path", "n_ctx", "n_threads", "timeouts", "context_length",
 }
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "web_search", "web_fetch", "approval", "user"}
-KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
+KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline", "auto_compact"}
+# What goes into the request (llmcli.prompt): the model's window, reasoning sent back (issue 17).
+KNOWN_REQUEST_KEYS = {"context_length", "reattach_reasoning"}
 
 
 class Secret(str):
@@ -110,6 +113,7 @@ class Settings:
     allow_private_urls: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     chat: Tuple[Tuple[str, Any], ...] = ()
+    request: Tuple[Tuple[str, Any], ...] = ()  # context_length, reattach_reasoning (validated here)
     local: Tuple[Tuple[str, Any], ...] = ()
     aliases: Tuple[Tuple[str, str], ...] = ()  # short name → model, from the config file
     model_names: Tuple[str, ...] = ()  # models the config and preset name for this provider (for Tab)
@@ -220,6 +224,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
             mapping((data["tools"] or {}).get(section), f"tools.{section}")
     if "chat" in data:
         check(data["chat"] or {}, KNOWN_CHAT_KEYS, "chat")
+    if "request" in data:
+        check(data["request"] or {}, KNOWN_REQUEST_KEYS, "request")
     return warnings
 
 
@@ -506,6 +512,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         sources["system"] = "--system flag" if flags.get("system") is not None else file_src
     max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
                      DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
+    request_cfg = _request_config(data, prov_cfg, file_src)
     local_cfg = dict(data.get("local") or {})
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
@@ -541,6 +548,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         allow_private_urls=allow_private,
         max_input_bytes=max_input,
         chat=tuple((data.get("chat") or {}).items()),
+        request=tuple(request_cfg.items()),
         local=tuple(local_cfg.items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
         model_names=tuple(dict.fromkeys(model_names)),
@@ -549,6 +557,34 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         sources=tuple(sources.items()),
         warnings=tuple(warnings),
     )
+
+
+def _request_config(data: dict, prov_cfg: dict, file_src: str) -> Dict[str, Any]:
+    """request.context_length (or a provider's / the top level's context_length) and
+    request.reattach_reasoning, checked: a bad value is exit 3 naming the key."""
+    section = data.get("request") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{file_src}: 'request' must be a mapping")
+    out: Dict[str, Any] = {}
+    for value, name in ((prov_cfg.get("context_length"), "context_length"),
+                        (section.get("context_length"), "request.context_length"),
+                        (data.get("context_length"), "context_length")):
+        if value is not None:
+            out["context_length"] = _int(value, name, file_src, 1)
+            break
+    out["reattach_reasoning"] = strict_bool(section.get("reattach_reasoning"), "request.reattach_reasoning")
+    chat = data.get("chat") or {}
+    if isinstance(chat, dict) and chat.get("auto_compact") not in (None, False):
+        value = chat["auto_compact"]
+        try:
+            fraction = float(value)
+        except (TypeError, ValueError):
+            fraction = -1.0
+        if isinstance(value, bool) or not 0 < fraction < 1:
+            raise ConfigError(f"{file_src}: chat.auto_compact must be a fraction of the window between 0 "
+                              f"and 1 (e.g. 0.8), not {value!r}")
+        out["auto_compact"] = fraction
+    return out
 
 
 def normalise_base_url(url: str, source: str) -> str:

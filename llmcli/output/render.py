@@ -134,7 +134,7 @@ def error_dict(error: Optional[LLMCliError]) -> Optional[dict]:
 
 
 def run_document(run, error: Optional[LLMCliError]) -> dict:
-    return {
+    doc = {
         "model": run.model,
         "content": run.content,
         "reasoning": run.reasoning or None,
@@ -145,6 +145,9 @@ def run_document(run, error: Optional[LLMCliError]) -> dict:
         "timing": run.timing(),
         "error": error_dict(error),
     }
+    # What went into the request (ask): attachments by name/type/size/sha256, hygiene counts, context.
+    doc.update(getattr(run, "request_report", None) or {})
+    return doc
 
 
 class _Renderer:
