@@ -113,12 +113,12 @@ def explain_rejection(error, messages: List[dict]):
 
 
 def summarise(settings, messages: List[dict], transport=None) -> str:
-    """One non-streamed request without tools; the answer's text (for /compact)."""
+    """One request without tools; the answer's text (for /compact)."""
     from .loop import ChatRun
     from .runner import make_transport
 
     quiet = settings.with_changes(tools=())
-    run = ChatRun(transport or make_transport(quiet), quiet, messages, stream=False)
+    run = ChatRun(transport or make_transport(quiet), quiet, messages, stream=True)
     events = run.events()
     try:
         for _ in events:
