@@ -415,3 +415,26 @@ def test_token_estimate_counts_images_flat_not_their_base64():
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 10**6}}]}
     assert 300 < context.estimate_tokens([text]) < 500
     assert context.estimate_tokens([image]) < 2 * context.IMAGE_TOKENS
+
+
+@pytest.mark.parametrize("text,words", [("request:\n  reattach_reasoning: maybe\n", "request.reattach_reasoning"),
+                                        ("request:\n  context_length: lots\n", "request.context_length"),
+                                        ("chat:\n  auto_compact: 2\n", "chat.auto_compact")])
+def test_bad_request_config_is_exit_3_naming_the_key(llmcli, tmp_path, text, words):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    result = llmcli("--config", cfg, "hi")
+    assert result.exit_code == 3 and words in result.stderr, result
+
+
+def test_reattach_reasoning_switch_from_config(server, llmcli, tmp_path):
+    history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning_content": "r"}]
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(history))
+    server.chat(Reply(pieces=ANSWER))
+    assert llmcli("--history", path, "next").exit_code == 0
+    assert "reasoning_content" not in sent(server)[1]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("request:\n  reattach_reasoning: true\n")
+    assert llmcli("--config", cfg, "--history", path, "next").exit_code == 0
+    assert sent(server)[1]["reasoning_content"] == "r"

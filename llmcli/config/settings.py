@@ -674,6 +674,11 @@ CONFIG_TEMPLATE = """\
 #   vi_mode: false
 #   show_reasoning: true
 #   render: true          # style Markdown in answers on the terminal
+#   auto_compact: 0.8     # /compact by itself at 80 % of a known window (default off)
+#
+# request:
+#   context_length: 128000      # the model's window, when llmcli cannot know it
+#   reattach_reasoning: false   # send reasoning back with earlier answers (only where accepted)
 """
 
 
