@@ -438,3 +438,20 @@ def test_reattach_reasoning_switch_from_config(server, llmcli, tmp_path):
     cfg.write_text("request:\n  reattach_reasoning: true\n")
     assert llmcli("--config", cfg, "--history", path, "next").exit_code == 0
     assert sent(server)[1]["reasoning_content"] == "r"
+
+
+def test_a_400_that_does_not_name_the_attachments_says_they_were_sent(server, llmcli, tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes())
+    server.chat(Reply(status=400, pieces=[b'{"error": {"message": "temperature must be at most 2"}}'],
+                      content_type="application/json", chunked=False))
+    result = llmcli("-a", path, "what?", "--retries", "0")
+    assert result.exit_code == 4
+    line, = result.stderr.strip().splitlines()
+    assert "temperature must be at most 2" in line and "the request carried attachments" in line
+    assert "refused the attachments" not in line
+
+
+def test_a_pdf_url_needs_attach_inline(llmcli):
+    result = llmcli("-a", "https://example.com/report.pdf", "summarise")
+    assert result.exit_code == 3 and "--attach-inline" in result.stderr

@@ -154,6 +154,10 @@ def load_attachment(spec: str, read_stdin: Callable[[], bytes], fetch: Optional[
     if is_url(spec):
         if not inline:
             # The chat-completions API takes URLs for images only; the server downloads it.
+            path = spec.split("?", 1)[0].split("#", 1)[0].lower()
+            if path.endswith((".pdf", ".wav", ".mp3")):
+                raise InputError(f"{spec}: only image URLs can be passed to the server as URLs; "
+                                 "add --attach-inline to download it here and send the bytes")
             return Attachment(spec, "image/url", None, None, part={"type": "image_url", "image_url": {"url": spec}})
         if fetch is None:
             raise InputError(f"{spec}: cannot download attachments here")

@@ -101,15 +101,25 @@ def prepare_messages(settings, messages: List[dict], max_input_tokens: Optional[
     return Prepared(kept, report, check, list(attachments or ()), notes, debug)
 
 
+# Words of a server's refusal that point at the attachments themselves.
+ATTACHMENT_WORDS = ("image", "file", "audio", "pdf", "vision", "multimodal", "modal", "content type",
+                    "content part", "input_audio", "unsupported content")
+
+
 def explain_rejection(error, messages: List[dict]):
-    """A 4xx for a request that carried images, files or audio: say that the attachments were refused."""
+    """A 4xx for a request that carried images, files or audio: say that the attachments were refused
+    when the server's words point at them, else add that the request carried attachments."""
     from ..prompt.attach import has_binary_parts
 
     if not isinstance(error, HTTPError) or error.status not in (400, 413, 415, 422) or not has_binary_parts(messages):
         return error
     text = str(error)
-    return HTTPError(f"the server or model refused the attachments (images, PDFs or audio may not be supported; "
-                     f"for PDFs try --pdf-text): {text}", status=error.status, body=error.body, code=error.code)
+    if any(word in text.lower() for word in ATTACHMENT_WORDS):
+        text = ("the server or model refused the attachments (images, PDFs or audio may not be supported; "
+                f"for PDFs try --pdf-text): {text}")
+    else:
+        text += " (the request carried attachments: the model may not accept them)"
+    return HTTPError(text, status=error.status, body=error.body, code=error.code)
 
 
 def summarise(settings, messages: List[dict], transport=None) -> str:
