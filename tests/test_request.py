@@ -455,3 +455,16 @@ def test_a_400_that_does_not_name_the_attachments_says_they_were_sent(server, ll
 def test_a_pdf_url_needs_attach_inline(llmcli):
     result = llmcli("-a", "https://example.com/report.pdf", "summarise")
     assert result.exit_code == 3 and "--attach-inline" in result.stderr
+
+
+def test_save_after_truncation_keeps_the_dropped_turns(server, llmcli, tmp_path):
+    path = tmp_path / "h.json"
+    history = long_history()
+    path.write_text(json.dumps(history))
+    server.chat(Reply(pieces=ANSWER))
+    saved = tmp_path / "out.json"
+    result = llmcli("--history", path, "--max-input-tokens", "1000", "--truncate", "oldest", "--save", saved, "last")
+    assert result.exit_code == 0, result.stderr
+    assert len(sent(server)) < len(history)
+    assert json.loads(saved.read_text()) == history + [{"role": "user", "content": "last"},
+                                                       {"role": "assistant", "content": "ok"}]

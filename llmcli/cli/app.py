@@ -325,7 +325,8 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if save_path:
         from ..prompt.history import dump_history
 
-        dump_history(wiring.run.messages, save_path)
+        dump_history(prepared.restore(wiring.run.messages) if prepared is not None else wiring.run.messages,
+                     save_path)
     if error is not None:
         raise error
 

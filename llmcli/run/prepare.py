@@ -66,6 +66,15 @@ class Prepared:
     attachments: List[dict] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)  # said on stderr (truncation)
     debug: List[str] = field(default_factory=list)  # said under --debug
+    dropped: List[dict] = field(default_factory=list)  # the turns --truncate left out of the request
+    head: int = 0  # where they were: after the leading system messages
+
+    def restore(self, messages: List[dict]) -> List[dict]:
+        """`messages` (what was sent, and the answer) with the truncated turns back in place, for --save:
+        truncation shortens the request, never the user's saved conversation."""
+        if not self.dropped:
+            return list(messages)
+        return list(messages[:self.head]) + self.dropped + list(messages[self.head:])
 
     def record(self) -> dict:
         return {"attachments": list(self.attachments), "hygiene": self.hygiene.to_dict(),
@@ -98,7 +107,9 @@ def prepare_messages(settings, messages: List[dict], max_input_tokens: Optional[
                      f"{check.tokens:,} tokens are sent")
     debug.append(f"context: about {check.tokens:,} tokens; limit {limit if limit else 'unknown'}"
                  + (f" (window {window:,} from {source})" if window else ""))
-    return Prepared(kept, report, check, list(attachments or ()), notes, debug)
+    head = next((i for i, m in enumerate(cleaned) if m.get("role") not in ("system", "developer")), len(cleaned))
+    dropped = cleaned[head:head + check.dropped_messages]
+    return Prepared(kept, report, check, list(attachments or ()), notes, debug, dropped, head)
 
 
 # Words of a server's refusal that point at the attachments themselves.
