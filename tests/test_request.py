@@ -468,3 +468,22 @@ def test_save_after_truncation_keeps_the_dropped_turns(server, llmcli, tmp_path)
     assert len(sent(server)) < len(history)
     assert json.loads(saved.read_text()) == history + [{"role": "user", "content": "last"},
                                                        {"role": "assistant", "content": "ok"}]
+
+
+def test_transcript_timestamps_and_markdown_titles(tmp_path):
+    chat = tmp_path / "export.txt"
+    chat.write_text("[12:01] alice: hi\n12/01/2024, 10:02 - bob: hello\nsecond line\n[10:03 PM] [alice]: bye\n")
+    assert transcripts.load_any(str(chat), assistant_name="bob") == [
+        {"role": "user", "name": "alice", "content": "hi"},
+        {"role": "assistant", "content": "hello\nsecond line"},
+        {"role": "user", "name": "alice", "content": "bye"},
+    ]
+    md = tmp_path / "notes.md"
+    md.write_text("# Our chat\n\n## User\nq\n\n## Assistant\na\n")
+    assert transcripts.load_any(str(md)) == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+
+
+def test_a_whatsapp_style_export_is_detected(tmp_path):
+    chat = tmp_path / "export.txt"
+    chat.write_text("12/01/2024, 10:02 - bob: hello\n12/01/2024, 10:03 - alice: hi bob\n")
+    assert [m.get("name") for m in transcripts.load_any(str(chat))] == ["bob", "alice"]

@@ -24,6 +24,8 @@ FORMATS = ("auto", "openai", "transcript", "markdown", "llm", "aichat")
 NAME_FIELD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BRACKET_LABEL = re.compile(r"^\[([^\]\n]{1,64})\]:?[ \t]?(.*)$")
 PLAIN_LABEL = re.compile(r"^([A-Za-z0-9][\w .'-]{0,39}?):[ \t]+(\S.*)$")
+# A chat export's timestamp before the label: "[12:01] alice: hi", "12/01/2024, 10:00 - alice: hi".
+TIMESTAMP = re.compile(r"^\[?\d{1,4}[/.:-]\d{1,2}[\d/.:\- ,T]*(?:[AaPp][Mm])?\]?[ \t]+(?:-[ \t]+)?")
 MD_HEADING = re.compile(r"^#{1,3}[ \t]*(user|assistant|system|developer)[ \t]*:?[ \t]*$", re.I)
 ROLE_NAMES = {"user": "user", "assistant": "assistant", "system": "system"}
 # First-line keys of YAML histories (OpenAI lists, aichat sessions): never taken for speaker labels.
@@ -59,12 +61,14 @@ def detect_format(text: str) -> Optional[str]:
         return "openai"
     if MD_HEADING.match(first.strip()):
         return "markdown"
+    if first.startswith("#") and any(MD_HEADING.match(line.strip()) for line in text[:65536].splitlines()):
+        return "markdown"  # a title, then the role headings
     if first.startswith(("-", "---")):
         return "openai"
     m = PLAIN_LABEL.match(first.strip()) or re.match(r"^([A-Za-z_]+):\s*$", first.strip())
     if m and m.group(1).lower() in YAML_KEYS:
         return "yaml"
-    if BRACKET_LABEL.match(first.strip()) or PLAIN_LABEL.match(first.strip()):
+    if _label(first.strip()) is not None:
         return "transcript"
     return None
 
@@ -113,7 +117,13 @@ def _json(text: str, source: str):
 
 
 def _label(line: str):
-    """(speaker, text, bracketed) for a labelled line, else None."""
+    """(speaker, text, sure) for a labelled line (after any timestamp), else None; `sure` for a bracketed
+    or timestamped label."""
+    stamp = TIMESTAMP.match(line)
+    if stamp:
+        found = _label(line[stamp.end():])
+        if found is not None:
+            return found[0], found[1], True  # a timestamped label is as sure a speaker as a bracketed one
     m = BRACKET_LABEL.match(line)
     if m:
         return m.group(1).strip(), m.group(2), True
@@ -193,7 +203,7 @@ def parse_markdown(text: str, source: str) -> List[dict]:
             role, body = m.group(1).lower(), []
             continue
         if role is None:
-            if stripped:
+            if stripped and not stripped.startswith("#"):  # a title before the first role heading is fine
                 raise InputError(f"{source}:{lineno}: text before the first '## user' or '## assistant' "
                                  f"heading: {_quote(line)!r}")
             continue
