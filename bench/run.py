@@ -15,7 +15,9 @@ Cases: (a) start-up: --help, --version, a TAB completion vs `python -c pass`; (b
 first answer byte on a pty; (e) a tool round with 1 MB of arguments in 1-byte fragments; (f) --json and
 --jsonl on the 200k stream; (g) an ask with the conversation log on vs --no-log; (h) the embedded model's
 tokens/s vs llama-cpp-python's own generation loop; (i) size sweeps (history, arguments, answer): the
-ratio of CPU at 4x the size to 1x, ~4 when linear.
+ratio of CPU at 4x the size to 1x, ~4 when linear; (j) building the request from a 10 MB history
+(OpenAI JSONL with tool calls, and a speaker transcript), detection, parsing, hygiene and the token
+estimate included: 2.5 MB → 10 MB, ~4 when linear.
 """
 
 import argparse
@@ -418,6 +420,45 @@ class Bench:
                      "ratio": ratio, "target": "≈ 4 (linear)", "met": ratio < 6})
         self.record("i", rows, ["ratio: (CPU at 4× − CPU of a 5-chunk ask) / (CPU at 1× − the same); ~4 when linear"])
 
+    def case_j(self):
+        top = self.args.history_bytes
+        sizes = (top // 4, top)
+
+        def write(kind, nbytes):
+            path = os.path.join(self.tmp, f"history-{kind}-{nbytes}")
+            written, i = 0, 0
+            with open(path, "w") as f:
+                while written < nbytes:
+                    if kind == "jsonl":
+                        lines = [json.dumps({"role": "user", "content": f"question {i} " + "w " * 400}),
+                                 json.dumps({"role": "assistant", "content": "", "tool_calls": [
+                                     {"id": f"c{i}", "type": "function",
+                                      "function": {"name": "f", "arguments": "{}"}}]}),
+                                 # every other call unanswered: hygiene has work to do
+                                 *([json.dumps({"role": "tool", "tool_call_id": f"c{i}", "content": "r"})] if i % 2 else []),
+                                 json.dumps({"role": "assistant", "content": "answer " + "x " * 400})]
+                    else:
+                        lines = [f"[alice]: question {i} " + "w " * 400, "a second line of the turn",
+                                 f"bob: answer {i} " + "x " * 400]
+                    text = "\n".join(lines) + "\n"
+                    f.write(text)
+                    written += len(text)
+                    i += 1
+            return path
+
+        rows = []
+        floor = med(interleaved({"x": (self.ask("text-5"), self.env, {})}, self.reps)["x"], "cpu")
+        for kind, label in (("jsonl", "OpenAI JSONL with tool calls"), ("txt", "speaker transcript")):
+            paths = {n: write(kind, n) for n in sizes}
+            s = interleaved({n: (self.ask("text-5", "--history", paths[n], "--max-input-tokens", "1000000000"),
+                                 self.env, {}) for n in sizes}, self.reps)
+            small, big = med(s[sizes[0]], "cpu"), med(s[sizes[1]], "cpu")
+            ratio = (big - floor) / max(small - floor, 1e-9)
+            rows.append({"label": f"{label} {sizes[0] / 1e6:g} → {sizes[1] / 1e6:g} MB", "cpu_ms": big * 1000,
+                         "rss_mb": med(s[sizes[1]], "rss_mb"), "ratio": ratio, "target": "≈ 4 (linear)",
+                         "met": ratio < 6})
+        self.record("j", rows, ["the whole ask: read, detect, parse, clean, estimate, send; ratio as in (i)"])
+
 
 _LLAMA_OWN = r"""
 import json, sys, time
@@ -439,15 +480,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="small sizes, 1 repetition (CI)")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--only", default="abcdefghi", help="cases to run, e.g. c,f")
+    ap.add_argument("--only", default="abcdefghij", help="cases to run, e.g. c,f")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()
     args.sizes = [20_000, 200_000]
     args.tool_bytes = 1_000_000
     args.history_msgs = 1000
     args.gen_tokens = 200
+    args.history_bytes = 10_000_000
     if args.smoke:
         args.reps, args.sizes, args.tool_bytes, args.history_msgs, args.gen_tokens = 1, [2_000, 20_000], 40_000, 100, 20
+        args.history_bytes = 2_000_000
     bench = Bench(args)
     if not bench.spawn:
         print("note: no C compiler: peak RSS includes the benchmark process's own (Linux keeps it across exec)")

@@ -337,3 +337,27 @@ def test_complete_jsonl_one_event_per_chunk(llama_server):
     assert r.exit_code == 0, r
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert [e["type"] for e in events].count("chunk") >= 2 and events[-1]["type"] == "done"
+# -- the context window (issue 17) ------------------------------------------------------------------
+
+
+def test_a_history_over_n_ctx_is_truncated_instead_of_failing(llama_server, tmp_path):
+    """The server runs with n_ctx 2048: a ~6,000-token history fails there as it is, and is sent with its
+    oldest turns dropped when the window is known (config context_length) and --truncate oldest is given."""
+    history = [{"role": "system", "content": "You answer in one word."}]
+    for i in range(40):
+        history.append({"role": "user", "content": f"Tell me about topic number {i}. " + "Some words here. " * 30})
+        history.append({"role": "assistant", "content": f"Topic {i} is interesting."})
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(history))
+    as_is = ask(llama_server, *GREEDY, "-o", "max_tokens", "8", "--history", str(path), "--retries", "0", QUESTION)
+    # llama-cpp-python's server starts the stream, then fails on a prompt longer than its context (exit 5).
+    assert as_is.exit_code in (4, 5), as_is
+    config = tmp_path / "config.yaml"
+    config.write_text("request:\n  context_length: 2048\n")
+    r = ask(llama_server, "--config", str(config), *GREEDY, "-o", "max_tokens", "8", "--history", str(path),
+            "--truncate", "oldest", "--json", QUESTION)
+    assert r.exit_code == 0, r
+    doc = json.loads(r.stdout)
+    assert doc["error"] is None and doc["content"].strip()
+    assert doc["context"]["truncated_turns"] > 0 and doc["context"]["window"] == 2048
+    assert f"dropped the {doc['context']['truncated_turns']} oldest turns" in r.stderr

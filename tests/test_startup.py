@@ -6,7 +6,7 @@ import sys
 import pytest
 
 HEAVY = ("requests", "urllib3", "yaml", "prompt_toolkit", "llama_cpp", "trafilatura", "sseclient", "jsonschema", "mcp",
-         "anyio")
+         "anyio", "pypdf")
 # What the MCP client brings; only a run with an MCP server configured may import it.
 MCP_SDK = {"mcp", "mcp_types", "anyio", "httpx", "httpx2", "pydantic", "pydantic_core"}
 
@@ -156,3 +156,13 @@ def test_complete_help_rendered_by_click_imports_nothing_heavy():
     proc, names = imported_modules("complete", "--help", env=dict(os.environ, COLUMNS="64"))
     assert proc.returncode == 0 and "click" in names and "token-ids" in proc.stdout
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_an_image_attachment_does_not_import_pypdf(tmp_path):
+    """pypdf is imported for --pdf-text only; nor does ask import yaml without a YAML history."""
+    path = tmp_path / "a.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    proc, names = imported_modules("ask", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0",
+                                   "-a", str(path), "hi")
+    assert proc.returncode == 6, proc.stderr[-500:]
+    assert "pypdf" not in names and "yaml" not in names

@@ -14,6 +14,7 @@ from .budget import BUDGET_FLAG_NAMES, budget_options
 from .scripting import apply_templates, plan_from_params, scripting_options, template_options  # nothing heavy
 from .logprob_options import apply_logprobs, logprob_options
 from .logs import log_options
+from .request import ask_request_options, build_request, history_format_options, load_history_file
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -35,8 +36,6 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 # --------------------------------------------------------------------------------------------
 # completion helpers (cheap: they run on every TAB)
-
-
 def _complete_provider(ctx, param, incomplete):
     from ..config.settings import PRESETS, LOCAL_PROVIDER, config_path, load_config_file
 
@@ -75,8 +74,6 @@ def _complete_tool(ctx, param, incomplete):
 
 # --------------------------------------------------------------------------------------------
 # shared options
-
-
 def connection_options(f):
     options = [
         click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
@@ -167,8 +164,6 @@ def settings_from_params(params: dict, need_provider: bool = True):
 
 # --------------------------------------------------------------------------------------------
 # the group
-
-
 class PipeClosed(Exception):
     """stdout's reader went away (`| head -1`)."""
 
@@ -225,6 +220,8 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
 @template_options
 @logprob_options
 @log_options
+@ask_request_options
+@history_format_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
         save_path, raw, **params):
     """Ask once; the answer streams to stdout.
@@ -244,8 +241,8 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     settings, show_logprobs = apply_logprobs(settings_from_params(params), params)
     continued = continued_conversation(settings, params)
     file_info = []
-    messages, input_warnings = build_messages(settings, prompt, files, no_stdin, params.get("history_file"),
-                                              history=continued[1] if continued else None, file_info=file_info)
+    messages, input_warnings, prepared = build_request(settings, prompt, files, no_stdin, params, build_messages,
+                                                       continued=continued, file_info=file_info)
     if json_output:
         mode = "json"
     elif jsonl_output:
@@ -254,13 +251,16 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw, plan=plan, show_logprobs=show_logprobs,
+            raw=raw, plan=plan, show_logprobs=show_logprobs, prepared=prepared,
             log=exchange_log(settings, params, messages, "ask", continued, file_info))
 
 
-def build_messages(settings, prompt_words, files, no_stdin, history_file, history=None, file_info=None):
-    """The request's messages. `history`: a stored conversation being continued (its system prompt
-    stays unless -s replaces it). `file_info`, when a list, receives each file's name and sha256."""
+def build_messages(settings, prompt_words, files, no_stdin, history_file, history=None, file_info=None,
+                   attach=None, attach_stdin=False, continued=False):
+    """The request's messages. `history`: prior turns (with `continued`, a stored conversation being
+    continued: its system prompt stays unless -s replaces it). `file_info`, when a list, receives each
+    file's name and sha256. `attach(read_stdin)` returns the attachments (cli/request.py),
+    `attach_stdin` says that one of them is stdin (which is then not read as text)."""
     from ..errors import UsageError
     from ..prompt.history import (build_user_message, decode_input, load_history, read_capped, read_file_bytes,
                                   with_system_prompt)
@@ -294,15 +294,16 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file, histor
         else:
             data = take(read_file_bytes(path, limit=budget[0], total=settings.max_input_bytes))
             file_parts.append((path, decode_input(data, path, warnings)))
+    attachments = attach(read_stdin) if attach is not None else []
     stdin_text = None
-    if "-" not in files and not no_stdin and not stdin_tty and stdin is not None:
+    if "-" not in files and not attach_stdin and not no_stdin and not stdin_tty and stdin is not None:
         stdin_text = decode_input(read_stdin(), "stdin", warnings)
     prompt = " ".join(prompt_words) if prompt_words else None
-    if prompt is None and stdin_text is None and not file_parts and stdin_tty:
+    if prompt is None and stdin_text is None and not file_parts and not attachments and stdin_tty:
         raise UsageError("no prompt: give one as arguments, pipe text on stdin, or use -f FILE "
                          "(try 'llmcli ask --help')")
     user = build_user_message(prompt, stdin_text, file_parts)
-    if user is None:
+    if user is None and not attachments:
         raise UsageError("nothing to send: the prompt and input are empty")
     if file_info is not None:
         import hashlib
@@ -311,18 +312,24 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file, histor
             file_info.append({"name": name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                               "chars": len(text)})
     from_flag = settings.source_of("system") == "--system flag"
-    if history is not None:
-        messages = with_system_prompt(history, settings.system if from_flag else None, from_flag)
+    if continued:  # a stored conversation: its own system prompt stays unless -s replaces it
+        messages = with_system_prompt(history or [], settings.system if from_flag else None, from_flag)
     else:
-        history = load_history(history_file) if history_file else []
+        if history is None:
+            history = load_history(history_file) if history_file else []
         messages = with_system_prompt(history, settings.system, from_flag)
-    messages.append({"role": "user", "content": user})
+    if attachments:
+        from ..prompt.attach import user_content
+
+        messages.append({"role": "user", "content": user_content(user, attachments)})
+    else:
+        messages.append({"role": "user", "content": user})
     return messages, warnings
 
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
             pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None, show_logprobs=False,
-            log=None):
+            log=None, prepared=None):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -349,12 +356,20 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if plan is not None:
         wiring.run = plan.wrap(wiring.run)
     announce_local_model(settings, wiring.run.transport, diag)
+    if prepared is not None:
+        from .request import report_prepared
+
+        report_prepared(prepared, wiring.run, diag, settings.debug)
     try:
         error, stopped = wiring.drive(renderer)
     except BaseException as exc:  # a closed pipe (or worse): what arrived is still logged
         if log is not None:
             log.finish(wiring.run, exc, exit_status=0 if isinstance(exc, BrokenPipeError) else ExitStatus.ERROR)
         raise
+    if prepared is not None:
+        from ..run.prepare import explain_rejection
+
+        error = explain_rejection(error, messages)
     if stopped is not None:
         terminated = isinstance(stopped, Terminated)
         error = Interrupted("terminated" if terminated else "interrupted",
@@ -368,15 +383,14 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if save_path:
         from ..prompt.history import dump_history
 
-        dump_history(wiring.run.kept_conversation(error, interrupted=stopped is not None), save_path)
+        kept = wiring.run.kept_conversation(error, interrupted=stopped is not None)
+        dump_history(prepared.restore(kept) if prepared is not None else kept, save_path)
     if error is not None:
         raise error
 
 
 # --------------------------------------------------------------------------------------------
 # entry point: the one place where exceptions become messages and exit codes
-
-
 def main(args=None, prog_name="llmcli"):
     import signal
 
@@ -470,8 +484,6 @@ def _silence_stdout():
 
 # --------------------------------------------------------------------------------------------
 # chat
-
-
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("message", nargs=-1)
 @connection_options
@@ -485,6 +497,7 @@ def _silence_stdout():
               help="Print the answer's control characters as they are (by default escape sequences from the "
                    "server are shown as ^[ and the like).")
 @log_options
+@history_format_options
 def chat(message, vi_mode, show_reasoning, raw, **params):
     """Interactive chat (REPL) with history, multi-line input, commands and streaming.
 
@@ -508,12 +521,8 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
     from ..run.logrecord import logging_enabled
 
     settings = settings_from_params(params)
-    history = None
     continued = continued_conversation(settings, params)
-    if params.get("history_file"):
-        from ..prompt.history import load_history
-
-        history = load_history(params["history_file"])
+    history = load_history_file(params)
     from ..repl.session import run_repl
 
     code = run_repl(settings, first_message=" ".join(message) if message else None, history=history,
@@ -525,8 +534,6 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 
 # --------------------------------------------------------------------------------------------
 # tools, search, fetch
-
-
 @cli.command("tools", context_settings=CONTEXT_SETTINGS)
 @click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
 @click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
@@ -610,8 +617,6 @@ def fetch(url, max_chars, json_output, **params):
 
 # --------------------------------------------------------------------------------------------
 # models
-
-
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @connection_options
 @click.option("--json", "json_output", is_flag=True, help="Print the server's model entries as JSON.")
@@ -640,8 +645,6 @@ def models(json_output, **params):
 
 # --------------------------------------------------------------------------------------------
 # config
-
-
 @cli.group("config", context_settings=CONTEXT_SETTINGS)
 def config_group():
     """Show, create and edit the config file."""
@@ -705,8 +708,6 @@ def config_edit(config):
 
 # --------------------------------------------------------------------------------------------
 # completions, replay
-
-
 @cli.command(context_settings=CONTEXT_SETTINGS)
 def pull():
     """Fetch the embedded local model's file once (SmolLM2-135M-Instruct, 98 MB).

@@ -70,18 +70,21 @@ LOCAL_PROVIDER = "local"
 KNOWN_TOP_KEYS = {
     "default_provider", "provider", "model", "providers", "aliases", "options", "system",
     "timeouts", "retries", "tools", "chat", "max_input_bytes", "max_event_bytes", "debug", "ca_bundle", "local",
-    "budget", "mcp", "logs",
+    "budget", "mcp", "logs", "request", "context_length",
 }
 KNOWN_PROVIDER_KEYS = {
     "base_url", "model", "api_key", "api_key_env", "api_key_cmd", "headers", "options", "models",
     "model_path", "n_ctx", "n_threads", "timeouts", "capabilities", "text_tool_calls", "send_reasoning",
+    "context_length",
 }
 SEND_REASONING_VALUES = ("never", "tool_turns", "always")
 KNOWN_TIMEOUT_KEYS = {"connect", "read", "idle", "max_time"}
 KNOWN_TOOLS_KEYS = {"enabled", "confirm", "max_rounds", "max_calls", "web_search", "web_fetch", "approval", "user"}
 KNOWN_BUDGET_KEYS = {"max_cost", "max_tokens_total", "daily", "monthly"}
-KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline"}
+KNOWN_CHAT_KEYS = {"vi_mode", "show_reasoning", "render", "multiline", "auto_compact"}
 KNOWN_LOGS_KEYS = {"enabled"}
+# What goes into the request (llmcli.prompt): the model's window, reasoning sent back (issue 17).
+KNOWN_REQUEST_KEYS = {"context_length", "reattach_reasoning"}
 
 
 class Secret(str):
@@ -135,6 +138,7 @@ class Settings:
     max_cost: Optional[float] = None  # USD
     max_tokens_total: Optional[int] = None
     spend_caps: Tuple[Tuple[str, float], ...] = ()  # ("daily", 2.0), ("monthly", 20.0)
+    request: Tuple[Tuple[str, Any], ...] = ()  # context_length, reattach_reasoning (validated here)
     local: Tuple[Tuple[str, Any], ...] = ()
     # What `llmcli doctor --save` found about the provider (response_format mode, tools, usage …).
     capabilities: Tuple[Tuple[str, Any], ...] = ()
@@ -161,8 +165,6 @@ class Settings:
 
 # --------------------------------------------------------------------------------------------
 # paths
-
-
 def home_dir(env: Mapping[str, str] = os.environ) -> str:
     """The data dir: LLMCLI_HOME, else $XDG_DATA_HOME/llmcli, else ~/.local/share/llmcli."""
     if env.get("LLMCLI_HOME"):
@@ -183,8 +185,6 @@ def config_path(env: Mapping[str, str] = os.environ, flag: Optional[str] = None)
 
 # --------------------------------------------------------------------------------------------
 # the file
-
-
 def load_config_file(path: str, required: bool = False) -> Tuple[dict, List[str]]:
     """Read and validate the YAML config; returns (data, warnings). Missing file → {} unless required."""
     try:
@@ -252,6 +252,8 @@ def _check_keys(data: dict, path: str) -> List[str]:
     _check_values(data, path)
     if "logs" in data:
         check(data["logs"] or {}, KNOWN_LOGS_KEYS, "logs")
+    if "request" in data:
+        check(data["request"] or {}, KNOWN_REQUEST_KEYS, "request")
     return warnings
 
 
@@ -633,6 +635,10 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
     max_event = pick("max_event_bytes", "LLMCLI_MAX_EVENT_BYTES", data.get("max_event_bytes"),
                      DEFAULT_MAX_EVENT_BYTES, lambda v, n, s: _int(v, n, s, 1024), "max_event_bytes")
+    request_cfg = _request_config(data, prov_cfg, file_src)
+    if request_cfg.get("reattach_reasoning") and sources.get("send_reasoning", "").startswith(("preset", "default")):
+        # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
+        send_reasoning, sources["send_reasoning"] = "always", f"{file_src} (request.reattach_reasoning)"
     local_cfg = dict(data.get("local") or {})
     from .mcp import resolve_mcp_servers  # stdlib only; checked now so a bad entry is exit 3 at start-up
 
@@ -683,6 +689,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         max_cost=max_cost,
         max_tokens_total=max_tokens_total,
         spend_caps=spend_caps,
+        request=tuple(request_cfg.items()),
         local=tuple(local_cfg.items()),
         capabilities=tuple((prov_cfg.get("capabilities") or {}).items()),
         aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
@@ -709,6 +716,8 @@ def _user_tools_relative_to(specs, config_file):
             spec = dict(spec, python=file if os.path.isabs(file) else os.path.join(base, file))
         out.append(spec)
     return out
+
+
 def _send_reasoning(provider, preset, base_url, prov_cfg, env, file_src, sources):
     """(send_reasoning, reasoning_field): LLMCLI_SEND_REASONING > providers.NAME.send_reasoning >
     the preset's default; a provider of one's own on openrouter.ai or api.deepseek.com gets that
@@ -734,6 +743,34 @@ def _send_reasoning(provider, preset, base_url, prov_cfg, env, file_src, sources
         break
     sources["send_reasoning"] = src
     return value, field
+
+
+def _request_config(data: dict, prov_cfg: dict, file_src: str) -> Dict[str, Any]:
+    """request.context_length (or a provider's / the top level's context_length) and
+    request.reattach_reasoning, checked: a bad value is exit 3 naming the key."""
+    section = data.get("request") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{file_src}: 'request' must be a mapping")
+    out: Dict[str, Any] = {}
+    for value, name in ((prov_cfg.get("context_length"), "context_length"),
+                        (section.get("context_length"), "request.context_length"),
+                        (data.get("context_length"), "context_length")):
+        if value is not None:
+            out["context_length"] = _int(value, name, file_src, 1)
+            break
+    out["reattach_reasoning"] = strict_bool(section.get("reattach_reasoning"), "request.reattach_reasoning")
+    chat = data.get("chat") or {}
+    if isinstance(chat, dict) and chat.get("auto_compact") not in (None, False):
+        value = chat["auto_compact"]
+        try:
+            fraction = float(value)
+        except (TypeError, ValueError):
+            fraction = -1.0
+        if isinstance(value, bool) or not 0 < fraction < 1:
+            raise ConfigError(f"{file_src}: chat.auto_compact must be a fraction of the window between 0 "
+                              f"and 1 (e.g. 0.8), not {value!r}")
+        out["auto_compact"] = fraction
+    return out
 
 
 def normalise_base_url(url: str, source: str) -> str:
@@ -833,9 +870,14 @@ CONFIG_TEMPLATE = """\
 #   vi_mode: false
 #   show_reasoning: true
 #   render: true          # style Markdown in answers on the terminal
+#   auto_compact: 0.8     # /compact by itself at 80 % of a known window (default off)
 
 # logs:
 #   enabled: true         # record every ask and chat exchange in $LLMCLI_HOME/logs.db (llmcli logs)
+#
+# request:
+#   context_length: 128000      # the model's window, when llmcli cannot know it
+#   reattach_reasoning: false   # send reasoning back with earlier answers (only where accepted)
 """
 
 

@@ -196,6 +196,8 @@ def run_document(run, error: Optional[LLMCliError], extras=None) -> dict:
         doc.update(extras(run))
     # ask adds where the conversation log keeps this exchange (None when it was not logged)
     doc.update(getattr(run, "log_ids", None) or {})
+    # What went into the request (ask): attachments by name/type/size/sha256, hygiene counts, context.
+    doc.update(getattr(run, "request_report", None) or {})
     return doc
 
 

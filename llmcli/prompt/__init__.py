@@ -2,5 +2,10 @@
 (`--history`/`--save`), and the system-prompt rule. Attachments, templates, history hygiene and the
 context window belong here too.
 
+Modules: `history` (OpenAI-shaped histories, file blocks), `transcripts` (history formats from other
+tools, auto-detected), `attach` (images, PDFs, audio as content parts), `hygiene` (`clean_messages`,
+run before every request), `context` (token estimate, window, truncation, /compact's pieces).
+Nothing here touches the network: downloads for attachments are passed in as a function.
+
 May import: config, events, errors, status.
 """

@@ -28,8 +28,8 @@ from prompt_toolkit.document import Document
 from ..run.loop import ChatRun, sum_usage
 from ..config.settings import Settings, parse_option_value
 from ..errors import Interrupted, LLMCliError, UsageError
-from ..prompt.history import (build_user_message, decode_input, dump_history, format_file_block, load_history,
-                      read_file_bytes, with_system_prompt)
+from ..prompt.history import (build_user_message, decode_input, dump_history, format_file_block, read_file_bytes,
+                              with_system_prompt)
 from ..output.render import Diagnostics, TextRenderer, color_enabled, usage_parts
 from ..run.runner import isatty
 from ..status import ExitStatus
@@ -59,11 +59,13 @@ COMMANDS = (
     Command("tools", "/tools [on|off|NAME…]", "show the tools, enable all, disable, or enable these"),
     Command("option", "/option KEY [VALUE]", "set a request option like -o; without VALUE, remove it"),
     Command("file", "/file PATH", "add a text file to the next message"),
+    Command("attach", "/attach PATH|URL", "add an image, PDF or audio file to the next message"),
     Command("retry", "/retry", "regenerate the last answer"),
     Command("undo", "/undo", "drop the last exchange (your message and the answer)"),
     Command("clear", "/clear", "empty the conversation (the system prompt stays)"),
     Command("save", "/save FILE", "save the conversation (JSON; .jsonl, .yaml by extension)"),
-    Command("load", "/load FILE", "replace the conversation with a saved one (as --history reads)"),
+    Command("load", "/load FILE", "replace the conversation with a saved one (any --history format)"),
+    Command("compact", "/compact", "replace the older turns with a summary the model writes"),
     Command("usage", "/usage", "tokens of the last answer and of the whole conversation"),
     Command("history", "/history [N]", "the latest conversations in the log (N of them, default 10)"),
     Command("resume", "/resume ID", "switch to a logged conversation (any unique id prefix)"),
@@ -86,6 +88,7 @@ class Outcome:
     warnings: List[str] = field(default_factory=list)
     send: bool = False
     exit: bool = False
+    compact: bool = False  # run_repl: summarise the older turns now (a request)
 
 
 def available_tool_names() -> Tuple[str, ...]:
@@ -123,6 +126,7 @@ class ChatSession:
                                                        settings.source_of("system") == "--system flag")
         self.show_reasoning = show_reasoning
         self.pending_files: List[Tuple[str, str]] = []
+        self.pending_attachments: list = []  # llmcli.prompt.attach.Attachment
         self.answers = 0
         self.last_usage: Optional[dict] = None  # the last answer's (summed over its tool rounds)
         self.usages: List[dict] = []  # every answer's, for /usage totals
@@ -152,12 +156,18 @@ class ChatSession:
 
     def add_user_message(self, text: str) -> Outcome:
         content = build_user_message(text, None, self.pending_files)
-        if content is None:
+        if content is None and not self.pending_attachments:
             return Outcome()
         self.pending_files = []
-        self.messages.append({"role": "user", "content": content})
+        if self.pending_attachments:
+            from ..prompt.attach import user_content
+
+            self.messages.append({"role": "user", "content": user_content(content, self.pending_attachments)})
+            self.pending_attachments = []
+        else:
+            self.messages.append({"role": "user", "content": content})
         warnings = []
-        size = len(content.encode("utf-8"))
+        size = len(content.encode("utf-8")) if content else 0
         if size > self.settings.max_input_bytes:
             warnings.append(f"the message is large ({size:,} bytes, above max_input_bytes "
                             f"{self.settings.max_input_bytes:,}); it may exceed the model's context")
@@ -294,6 +304,80 @@ class ChatSession:
         size = len(format_file_block(name, text))
         return Outcome(f"added {name} ({size:,} characters) to the next message", warnings)
 
+    def _cmd_attach(self, arg):
+        from ..prompt.attach import load_attachment
+
+        if not arg:
+            if not self.pending_attachments:
+                raise UsageError("usage: /attach PATH|URL")
+            return Outcome("for the next message: " + ", ".join(a.name for a in self.pending_attachments))
+        name = _unquote(arg)
+
+        def no_stdin():
+            raise UsageError("/attach cannot read stdin; give a file or URL")
+
+        attachment = load_attachment(name, no_stdin)
+        self.pending_attachments.append(attachment)
+        size = f"{attachment.size:,} bytes" if attachment.size is not None else "sent as a URL"
+        return Outcome(f"attached {name} ({attachment.media_type}, {size}) to the next message")
+
+    def window(self) -> Optional[int]:
+        """The model's window when known without asking the server (config, local n_ctx, built-in table)."""
+        from ..run.prepare import model_window
+
+        return model_window(self.settings, 0)[0]
+
+    def prepare(self, diag=None) -> None:
+        """Before each request: hygiene (reported under --debug) and the window check (over it: an
+        error naming /compact; the message stays for /retry)."""
+        from ..errors import InputError
+        from ..run.prepare import prepare_messages
+
+        try:
+            prepared = prepare_messages(self.settings, self.messages)
+        except InputError as exc:
+            raise InputError(f"{exc}; in chat, /compact summarises the older turns, /undo drops the last") from None
+        self.messages = prepared.messages
+        if diag is not None and self.settings.debug:
+            for line in prepared.debug:
+                diag.note(f"llmcli: debug: {line}")
+
+    def _cmd_compact(self, arg):
+        from ..prompt.context import compaction_split
+
+        if compaction_split(self.messages) is None:
+            raise UsageError("nothing to compact: there is only the last exchange")
+        return Outcome(compact=True)
+
+    def compact(self, summarise=None) -> str:
+        """Replace the older turns by a model-written summary (one request); the last turn stays."""
+        from ..prompt.context import compacted, compaction_split, estimate_tokens, summary_request
+
+        split = compaction_split(self.messages)
+        if split is None:
+            raise UsageError("nothing to compact: there is only the last exchange")
+        system, older, kept = split
+        if summarise is None:
+            from ..run.prepare import summarise
+        before = estimate_tokens(self.messages)
+        summary = summarise(self.settings, summary_request(system, older))
+        self.messages = compacted(system, summary, kept)
+        self.context_tokens = None
+        after = estimate_tokens(self.messages)
+        return (f"compacted {len(older)} older message{'s' if len(older) != 1 else ''} into a summary "
+                f"(about {before:,} → {after:,} tokens)")
+
+    def should_auto_compact(self) -> bool:
+        """chat.auto_compact (a fraction of the window, default off) reached by the last request."""
+        from ..prompt.context import compaction_split, estimate_tokens
+
+        threshold = dict(self.settings.request).get("auto_compact")
+        window = self.window() if threshold else None
+        if not threshold or not window:
+            return False
+        used = self.context_tokens if self.context_tokens is not None else estimate_tokens(self.messages)
+        return used >= threshold * window and compaction_split(self.messages) is not None
+
     def _last_user_index(self) -> Optional[int]:
         for index in range(len(self.messages) - 1, -1, -1):
             if self.messages[index].get("role") == "user":
@@ -334,7 +418,9 @@ class ChatSession:
     def _cmd_load(self, arg):
         if not arg:
             raise UsageError("usage: /load FILE")
-        loaded = load_history(os.path.expanduser(_unquote(arg)))
+        from ..prompt.transcripts import load_any
+
+        loaded = load_any(os.path.expanduser(_unquote(arg)))
         system = self.system_prompt()
         # The file is the conversation; without a system message of its own, ours stays.
         if system is not None and not any(m.get("role") == "system" for m in loaded):
@@ -427,7 +513,11 @@ class ChatSession:
             model = os.path.basename(model)  # llama.cpp's server reports the model file's full path
         parts = [f"{where}/{model}"]
         if self.context_tokens is not None:
-            parts.append(f"{self.context_tokens:,} tokens")
+            window = self.window()
+            if window:
+                parts.append(f"{self.context_tokens:,}/{window:,} tokens ({100 * self.context_tokens // window}%)")
+            else:
+                parts.append(f"{self.context_tokens:,} tokens")
         cost = self.session_cost()
         if cost is not None:
             parts.append(cost.shown())
@@ -435,6 +525,8 @@ class ChatSession:
             parts.append("tools: " + ",".join(s.tools))
         if self.pending_files:
             parts.append(f"{len(self.pending_files)} file(s) for the next message")
+        if self.pending_attachments:
+            parts.append(f"{len(self.pending_attachments)} attachment(s) for the next message")
         parts.append("/help")
         return " " + " · ".join(parts) + " "
 
@@ -458,7 +550,7 @@ class ReplCompleter(Completer):
         command, _, arg = text.partition(" ")
         command = COMMAND_ALIASES.get(command[1:], command[1:])
         arg = arg.lstrip()
-        if command in ("file", "load", "save"):
+        if command in ("file", "load", "save", "attach"):
             yield from self.paths.get_completions(Document(arg, len(arg)), complete_event)
             return
         words = arg.split(" ")
@@ -544,8 +636,12 @@ def _run_repl(settings, first_message, history, vi_mode, show_reasoning, raw, mc
             _show(outcome, diag, sys.stderr)
             if outcome.exit:
                 return ExitStatus.OK
+            if outcome.compact:
+                diag.note(session.compact())
             if outcome.send:
                 stream_answer(session, diag)
+                if session.should_auto_compact():
+                    diag.note("llmcli: the conversation reached chat.auto_compact; " + session.compact())
         except LLMCliError as exc:
             diag.error(str(exc))
         except KeyboardInterrupt as exc:
@@ -573,12 +669,17 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
                             raw=getattr(session, "raw", False))
     from ..run.logrecord import ExchangeLog
 
+    session.prepare(diag)
     log = ExchangeLog(settings, session.messages, "chat", conversation_id=session.conversation_id,
                       enabled=session.log_enabled)
     wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget, mcp=getattr(session, "mcp", None))
     _sigint_raises()
     error, stopped = wiring.drive(renderer)
     session.finish_turn(wiring.run, error, interrupted=stopped is not None)
+    if error is not None:
+        from ..run.prepare import explain_rejection
+
+        error = explain_rejection(error, wiring.run.messages)
     if stopped is not None:
         status = ExitStatus.TERMINATED if isinstance(stopped, Terminated) else ExitStatus.INTERRUPTED
     else:

@@ -67,6 +67,8 @@ def make_budget(settings):
     from .budget import Budget
 
     return Budget(settings)
+
+
 def run_tools(settings, mcp=None):
     """enabled_tools, then the MCP servers' tools from `mcp` (a tools.mcp.McpHub), filtered by the -T
     names that are not built-ins (server__tool, server__*, server)."""

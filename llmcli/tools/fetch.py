@@ -95,6 +95,34 @@ class WebFetchTool(Tool):
 def fetch(url: str, settings: ToolSettings, max_chars: Optional[int] = None) -> FetchResult:
     """GET `url`, following redirects hop by hop, every hop through the address check."""
     max_chars = settings.max_chars if max_chars is None else max_chars
+
+    def check_type(media_type, current):
+        if media_type and not _is_supported(media_type):
+            raise ToolError(f"unsupported content type: {media_type} ({current}); web_fetch "
+                            "reads HTML, plain text, Markdown and JSON")
+
+    current, status, media_type, charset, body, cut, redirects = _get(url, settings, check_type)
+    media_type = media_type or _sniff(body)
+    if not _is_supported(media_type):
+        raise ToolError(f"unsupported content type: {media_type} ({current})")
+    return _build_result(current, status, media_type, charset, body, cut, max_chars,
+                         settings.max_bytes, redirects)
+
+
+def fetch_bytes(url: str, settings: ToolSettings) -> Tuple[bytes, Optional[str]]:
+    """GET `url` through the same address checks and redirects as web_fetch; (body, media type).
+
+    For attachments (`--attach-inline`): any content type; a body over `settings.max_bytes` is refused,
+    not cut, since half an image is no image.
+    """
+    current, _status, media_type, _charset, body, cut, _redirects = _get(url, settings, lambda m, c: None)
+    if cut:
+        raise ToolError(f"{current} is larger than {settings.max_bytes:,} bytes; not downloaded")
+    return body, media_type
+
+
+def _get(url: str, settings: ToolSettings, check_type):
+    """The GET loop: (final url, status, media type, charset, body, cut, redirects)."""
     deadline = time.monotonic() + settings.timeout * DEADLINE_FACTOR
     redirects: List[str] = []
     current = url.strip()
@@ -118,19 +146,13 @@ def fetch(url: str, settings: ToolSettings, max_chars: Optional[int] = None) -> 
                 status_line = f"{response.status} {response.reason or ''}".rstrip()
                 raise ToolError(f"{current} answered HTTP {status_line}", exit_status=ExitStatus.HTTP)
             media_type, charset = _parse_content_type(response.headers.get("Content-Type"))
-            if media_type and not _is_supported(media_type):
-                raise ToolError(f"unsupported content type: {media_type} ({current}); web_fetch "
-                                "reads HTML, plain text, Markdown and JSON")
+            check_type(media_type, current)
             body, cut = _read_body(response, settings, watchdog, current)
         finally:
             watchdog.cancel()
             response.close()
             connection.close()
-        media_type = media_type or _sniff(body)
-        if not _is_supported(media_type):
-            raise ToolError(f"unsupported content type: {media_type} ({current})")
-        return _build_result(current, response.status, media_type, charset, body, cut, max_chars,
-                             settings.max_bytes, redirects)
+        return current, response.status, media_type, charset, body, cut, redirects
 
 
 # -- URL and address checks ----------------------------------------------------------------------
