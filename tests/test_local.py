@@ -180,8 +180,8 @@ def test_missing_model_path_is_a_config_error_naming_the_file(tmp_path, config):
 
 @needs_llama_cpp
 @pytest.mark.parametrize("config,message", [
-    ("local:\n  n_ctx: lots\n", "local n_ctx must be a whole number, got 'lots'"),
-    ("local:\n  n_threads: 0\n", "local n_threads must be at least 1, got 0"),
+    ("local:\n  n_ctx: lots\n", "local.n_ctx must be a whole number, got 'lots'"),
+    ("local:\n  n_threads: 0\n", "local.n_threads must be at least 1, got 0"),
     ("local:\n  model_path: {tmp}\n", "local model_path is not a file"),
 ])
 def test_invalid_local_settings_are_config_errors(tmp_path, config, message):
@@ -228,7 +228,12 @@ def test_model_path_from_config_with_tilde_threads_and_context(tmp_path, monkeyp
 @needs_model
 def test_a_prompt_longer_than_the_context_is_an_input_error(tmp_path):
     write_config("local:\n  n_ctx: 256\n")
-    r = invoke("ask", "--json", "word " * 400)
+    # refused before the model loads: the request builder knows the local window
+    r = invoke("ask", "word " * 400)
+    assert r.exit_code == 3, r
+    assert "window 256 from local n_ctx" in r.stderr and "--truncate oldest" in r.stderr
+    # told a larger input limit, the model's own check still holds
+    r = invoke("ask", "--json", "--max-input-tokens", "100000", "word " * 400)
     assert r.exit_code == 3, r
     assert "more than the local model's context of 256" in r.stderr and "n_ctx" in r.stderr
     doc = json.loads(r.stdout)
