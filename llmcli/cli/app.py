@@ -169,6 +169,17 @@ class PipeClosed(Exception):
 
 
 class LLMCliGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(f"{__package__}.{module}"), attr), name)
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx):
         # click turns EPIPE into exit 1; a closed pipe is not a failure of ours, so take it first.
         try:
@@ -762,28 +773,16 @@ def replay(file, json_output, jsonl_output):
     run_ask(settings, messages, mode, transport=ReplayTransport(settings, body, headers))
 
 
-from .templates import templates_group  # noqa: E402
-from .doctor import doctor_command  # noqa: E402
-from .batch import batch_command  # noqa: E402 (issue 21; the module imports nothing heavy)
-
-cli.add_command(batch_command)
-
-from .keys import keys_group  # noqa: E402 (issue 19; imports nothing heavy)
-
-cli.add_command(keys_group)
-cli.add_command(templates_group)
-cli.add_command(doctor_command)
-from .mcp import mcp_group  # noqa: E402
-
-cli.add_command(mcp_group)
-from .cmd import cmd_command  # noqa: E402 (issue 20; both modules import nothing heavy)
-from .widget import widget_command  # noqa: E402
-
-cli.add_command(cmd_command)
-cli.add_command(widget_command)
-from .complete import complete_command  # noqa: E402 (issue 18; the module imports nothing heavy)
-
-cli.add_command(complete_command)
-from .logs import logs_group  # noqa: E402 (issue 14)
-
-cli.add_command(logs_group)
+# The other commands live in their own modules, imported when one is run (or listed): `ask` and a
+# fast --help do not pay for the code of `cmd`, `complete`, `doctor`… (bench/run.py case b).
+LAZY_COMMANDS = {
+    "batch": ("batch", "batch_command"),
+    "cmd": ("cmd", "cmd_command"),
+    "complete": ("complete", "complete_command"),
+    "doctor": ("doctor", "doctor_command"),
+    "keys": ("keys", "keys_group"),
+    "logs": ("logs", "logs_group"),
+    "mcp": ("mcp", "mcp_group"),
+    "templates": ("templates", "templates_group"),
+    "widget": ("widget", "widget_command"),
+}

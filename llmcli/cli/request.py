@@ -58,7 +58,6 @@ def load_history_file(params: dict):
 
 def build_request(settings, prompt, files, no_stdin, params: dict, build_messages, continued=None, file_info=None):
     """(messages, warnings, Prepared): the message list with attachments, cleaned and window-checked."""
-    from ..prompt.attach import load_attachment
     from ..run.prepare import attachment_fetcher, prepare_messages
 
     specs = tuple(params.get("attachments") or ())
@@ -66,6 +65,8 @@ def build_request(settings, prompt, files, no_stdin, params: dict, build_message
     fetch = attachment_fetcher(settings) if params.get("attach_inline") and specs else None
 
     def attach(read_stdin):
+        from ..prompt.attach import load_attachment
+
         out = []
         for spec in specs:
             a = load_attachment(spec, read_stdin, fetch, inline=bool(params.get("attach_inline")),

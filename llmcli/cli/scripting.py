@@ -186,11 +186,13 @@ def apply_templates(params: dict, prompt_words, files, no_stdin):
 
     With --save-template, write the template and exit instead.
     """
-    from ..prompt.templates import compose, load_template, render
-
     names = params.pop("templates", ()) or ()
     variables = dict(params.pop("variables", ()) or ())
     save_name = params.pop("save_template", None)
+    if not names and not save_name:
+        return prompt_words, no_stdin  # nothing to fold in: the template machinery is not even imported
+    from ..prompt.templates import compose, load_template, render
+
     directory = templates_directory(params.get("config"))
     loaded = [load_template(name, directory) for name in names]
     for t in loaded:

@@ -120,9 +120,11 @@ ATTACHMENT_WORDS = ("image", "file", "audio", "pdf", "vision", "multimodal", "mo
 def explain_rejection(error, messages: List[dict]):
     """A 4xx for a request that carried images, files or audio: say that the attachments were refused
     when the server's words point at them, else add that the request carried attachments."""
+    if not isinstance(error, HTTPError) or error.status not in (400, 413, 415, 422):
+        return error
     from ..prompt.attach import has_binary_parts
 
-    if not isinstance(error, HTTPError) or error.status not in (400, 413, 415, 422) or not has_binary_parts(messages):
+    if not has_binary_parts(messages):
         return error
     text = str(error)
     if any(word in text.lower() for word in ATTACHMENT_WORDS):

@@ -72,10 +72,10 @@ def make_budget(settings):
 def run_tools(settings, mcp=None):
     """enabled_tools, then the MCP servers' tools from `mcp` (a tools.mcp.McpHub), filtered by the -T
     names that are not built-ins (server__tool, server__*, server)."""
-    from ..tools import BUILTIN_TOOLS
-
     if not settings.mcp_servers:
         return enabled_tools(settings)
+    from ..tools import BUILTIN_TOOLS
+
     builtin = tuple(name for name in settings.tools if name in BUILTIN_TOOLS)
     filters = [name for name in settings.tools if name not in BUILTIN_TOOLS]
     tools = enabled_tools(settings.with_changes(tools=builtin))
