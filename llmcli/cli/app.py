@@ -7,6 +7,8 @@ nothing heavy (requests, yaml, prompt_toolkit) may be imported at module level (
 import os
 import sys
 
+from typing import Optional
+
 import click
 
 from ..status import ExitStatus
@@ -74,19 +76,51 @@ def _complete_tool(ctx, param, incomplete):
 
 # --------------------------------------------------------------------------------------------
 # shared options
-def connection_options(f):
+def connection_options_for(endpoint: str = "chat/completions", providers: Optional[str] = None):
+    """The -p/-m/--base-url/--api-key/--config options; `endpoint` names the path requests go to."""
+    providers = providers or ("openrouter, openai, groq, deepseek, mistral, together, fireworks, gemini, ollama, "
+                              "llamacpp, vllm, lmstudio, local")
+    example = "http://127.0.0.1:8080/v1" if endpoint == "chat/completions" else "http://127.0.0.1:8000/v1"
+
+    def decorate(f):
+        options = [
+            click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
+                         help=f"Provider from the config file or a preset ({providers})."),
+            click.option("-m", "--model", metavar="MODEL", shell_complete=_complete_model,
+                         help="Model name, an alias from the config, or provider/model.  [env: LLMCLI_MODEL]"),
+            click.option("--base-url", metavar="URL",
+                         help=f"API root, e.g. {example} (requests go to URL/{endpoint}).  "
+                              "[env: LLMCLI_BASE_URL]"),
+            click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
+            click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+                         help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+connection_options = connection_options_for()
+
+
+def timeout_options(f):
+    """--retries, the timeouts, --ca-bundle and --debug: every command that sends a request has them."""
     options = [
-        click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
-                     help="Provider from the config file or a preset (openrouter, openai, groq, deepseek, mistral, "
-                          "together, fireworks, gemini, ollama, llamacpp, vllm, lmstudio, local)."),
-        click.option("-m", "--model", metavar="MODEL", shell_complete=_complete_model,
-                     help="Model name, an alias from the config, or provider/model.  [env: LLMCLI_MODEL]"),
-        click.option("--base-url", metavar="URL",
-                     help="API root, e.g. http://127.0.0.1:8080/v1 (requests go to URL/chat/completions).  "
-                          "[env: LLMCLI_BASE_URL]"),
-        click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
-        click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
+        click.option("--retries", type=click.IntRange(0), metavar="N",
+                     help="Retries before any output, for connect errors, timeouts and 408/409/429/5xx.  [default: 2]"),
+        click.option("--connect-timeout", type=float, metavar="SECS", help="Connect timeout.  [default: 10]"),
+        click.option("--timeout", type=float, metavar="SECS",
+                     help="Read timeout: the longest gap between received bytes.  [default: 120]"),
+        click.option("--idle-timeout", type=float, metavar="SECS",
+                     help="The longest gap between data events; keep-alive comments do not reset it.  [default: 300]"),
+        click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
+        click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
+        click.option("--debug", is_flag=True, default=None,
+                     help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
+                          "[env: LLMCLI_DEBUG=1]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -124,26 +158,13 @@ def request_options(f):
                           "enabled tools.  [config: providers.NAME.text_tool_calls]"),
         click.option("--allow-private-urls", is_flag=True, default=None,
                      help="Let web_fetch reach private, loopback and link-local addresses."),
-        click.option("--retries", type=click.IntRange(0), metavar="N",
-                     help="Retries before any output, for connect errors, timeouts and 408/409/429/5xx.  [default: 2]"),
-        click.option("--connect-timeout", type=float, metavar="SECS", help="Connect timeout.  [default: 10]"),
-        click.option("--timeout", type=float, metavar="SECS",
-                     help="Read timeout: the longest gap between received bytes.  [default: 120]"),
-        click.option("--idle-timeout", type=float, metavar="SECS",
-                     help="The longest gap between data events; keep-alive comments do not reset it.  [default: 300]"),
-        click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
-        click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
         click.option("--max-input-bytes", type=click.IntRange(1), metavar="N",
                      help="Refuse (exit 3) prompt input — stdin and -f files together — larger than N bytes; read "
                           "no further than that.  [env: LLMCLI_MAX_INPUT_BYTES; default: 8000000]"),
-        click.option("--debug", is_flag=True, default=None,
-                     help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
-                          "[env: LLMCLI_DEBUG=1]"),
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return timeout_options(f)
 
 
 FLAG_NAMES = (

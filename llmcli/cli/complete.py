@@ -9,47 +9,11 @@ import sys
 
 import click
 
-from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, _complete_model, _complete_provider, settings_from_params
+from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, connection_options_for, settings_from_params
+from .app import timeout_options as _timeout_options
 
 
-def _connection_options(f):
-    """As ask's connection options, with the endpoint this command uses in --base-url's help."""
-    options = [
-        click.option("-p", "--provider", metavar="NAME", shell_complete=_complete_provider,
-                     help="Provider from the config file or a preset (vllm, llamacpp, openai, local, ...)."),
-        click.option("-m", "--model", metavar="MODEL", shell_complete=_complete_model,
-                     help="Model name, an alias from the config, or provider/model.  [env: LLMCLI_MODEL]"),
-        click.option("--base-url", metavar="URL",
-                     help="API root, e.g. http://127.0.0.1:8000/v1 (requests go to URL/completions).  "
-                          "[env: LLMCLI_BASE_URL]"),
-        click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
-        click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _timeout_options(f):
-    options = [
-        click.option("--retries", type=click.IntRange(0), metavar="N",
-                     help="Retries before any output, for connect errors, timeouts and 408/409/429/5xx.  [default: 2]"),
-        click.option("--connect-timeout", type=float, metavar="SECS", help="Connect timeout.  [default: 10]"),
-        click.option("--timeout", type=float, metavar="SECS",
-                     help="Read timeout: the longest gap between received bytes.  [default: 120]"),
-        click.option("--idle-timeout", type=float, metavar="SECS",
-                     help="The longest gap between data events; keep-alive comments do not reset it.  [default: 300]"),
-        click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
-        click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
-        click.option("--debug", is_flag=True, default=None,
-                     help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
-                          "[env: LLMCLI_DEBUG=1]"),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+_connection_options = connection_options_for("completions", "vllm, llamacpp, openai, local, ...")
 
 
 @click.command("complete", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
