@@ -30,14 +30,17 @@ def text_answer(count):
     return body, text
 
 
-def tool_call(nbytes):
-    """A call of the `sink` tool whose arguments, {"text": "xxx…"} of `nbytes` bytes, come 1 byte per event."""
+def tool_call(nbytes, with_index=True):
+    """A call of the `sink` tool whose arguments, {"text": "xxx…"} of `nbytes` bytes, come 1 byte per event
+    (without `index` in the fragments when `with_index` is false, as some servers send them)."""
     raw = '{"text": "%s"}' % ("x" * max(0, nbytes - 12))
     head = {"id": "c", "object": "chat.completion.chunk", "model": "bench-model", "choices": [{"index": 0, "delta": {
         "role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                              "function": {"name": "sink", "arguments": ""}}]}}]}
     tpl = ('data: {"id":"c","object":"chat.completion.chunk","model":"bench-model","choices":[{"index":0,'
            '"delta":{"tool_calls":[{"index":0,"function":{"arguments":%s}}]}}]}\n\n')
+    if not with_index:
+        tpl = tpl.replace('"tool_calls":[{"index":0,', '"tool_calls":[{')
     cache = {}
     parts = [b"data: " + json.dumps(head).encode() + b"\n\n"]
     for ch in raw:
@@ -67,7 +70,7 @@ class FastServer:
                 request = json.loads(self.rfile.read(length) or b"{}")
                 server.requests += 1
                 scenario = self.path.strip("/").split("/")[0]
-                if scenario.startswith("tool-") and any(m.get("role") == "tool" for m in request.get("messages", [])):
+                if scenario.startswith(("tool-", "toolnoidx-")) and any(m.get("role") == "tool" for m in request.get("messages", [])):
                     body = server.body("text-5")
                 else:
                     body = server.body(scenario)
@@ -94,6 +97,8 @@ class FastServer:
                     self._bodies[scenario] = text_answer(int(size))[0]
                 elif kind == "tool":
                     self._bodies[scenario] = tool_call(int(size))[0]
+                elif kind == "toolnoidx":
+                    self._bodies[scenario] = tool_call(int(size), with_index=False)[0]
                 else:  # ttfb and anything else: a short answer
                     self._bodies[scenario] = text_answer(5)[0]
             return self._bodies[scenario]
