@@ -130,6 +130,10 @@ def test_files_and_stdin_share_one_budget(server, llmcli, tmp_path):
     ("local:\n  n_ctx: -5\n", "local.n_ctx"),
     ("providers:\n  mine:\n    base_url: http://127.0.0.1:1/v1\n    n_threads: many\n", "providers.mine.n_threads"),
     ("max_event_bytes: 10\n", "max_event_bytes"),
+    ("tools:\n  web_fetch:\n    max_chars: lots\n", "tools.web_fetch.max_chars"),
+    ("tools:\n  web_fetch:\n    timeout: -1\n", "tools.web_fetch.timeout"),
+    ("tools:\n  web_fetch:\n    max_redirects: -1\n", "tools.web_fetch.max_redirects"),
+    ("tools:\n  max_calls: 0\n", "tools.max_calls"),
 ])
 def test_absurd_or_mistyped_values_fail_at_start_up(server, tmp_path, text, key):
     from conftest import invoke

@@ -278,6 +278,15 @@ def _check_values(data: dict, path: str) -> None:
     tools = data.get("tools") or {}
     if tools.get("max_rounds") is not None:
         _int(tools["max_rounds"], "tools.max_rounds", path, 1)
+    if tools.get("max_calls") is not None:
+        _int(tools["max_calls"], "tools.max_calls", path, 1)
+    fetch = tools.get("web_fetch") or {}
+    if isinstance(fetch, dict):
+        if fetch.get("timeout") is not None:
+            _float(fetch["timeout"], "tools.web_fetch.timeout", path)
+        for key, minimum in (("max_bytes", 1), ("max_chars", 1), ("max_redirects", 0)):
+            if fetch.get(key) is not None:
+                _int(fetch[key], f"tools.web_fetch.{key}", path, minimum)
     for name in ("enabled",):
         value = tools.get(name)
         if value is not None and not isinstance(value, (list, tuple)):
