@@ -51,7 +51,10 @@ def command_tree():
     def walk(command, words):
         out.append((words, command))
         if isinstance(command, click.Group):
-            for name, sub in sorted(command.commands.items()):
+            ctx = click.Context(command, info_name="llmcli")
+            # list_commands/get_command, not .commands: the group loads most commands lazily
+            for name in sorted(command.list_commands(ctx)):
+                sub = command.get_command(ctx, name)
                 if not sub.hidden:
                     walk(sub, words + [name])
 
@@ -191,7 +194,7 @@ def test_man_page_renders_without_warnings_and_documents_every_option(words, com
             for opt in param.opts + param.secondary_opts:
                 assert re.search(rf"(^|[\s,]){re.escape(opt)}([\s,]|$)", text), f"{page}: {opt} is not documented"
     if isinstance(command, click.Group):
-        for name in command.commands:
+        for name in command.list_commands(ctx):
             assert f"llmcli-{'-'.join(words + [name])}(1)" in text
     # Option names must survive copy and paste: rendered as ASCII hyphen-minus, not U+2010 or U+2212.
     assert "\u2010" not in text and "\u2212" not in text
