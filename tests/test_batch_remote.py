@@ -375,3 +375,68 @@ def test_errors_are_one_line_with_their_exit_codes(provider, tmp_path, capsys):
     code, _, err = llmcli(capsys, "batch", "wait", *conn(provider))
     assert code == 2 and "Missing argument 'ID'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def spawn_wait(provider, batch_id, *args):
+    import os
+    import sys
+
+    import pexpect
+
+    argv = ["-m", "llmcli", "batch", "wait", batch_id, *conn(provider), *args]
+    env = dict(os.environ, TERM="xterm", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    child = pexpect.spawn(sys.executable, argv, env=env, dimensions=(40, 160), encoding="utf-8", timeout=15)
+    child.delayafterclose = 0.02
+    return child
+
+
+def test_wait_shows_progress_on_a_terminal_and_ctrl_c_leaves_the_batch_running(tmp_path, capsys):
+    import pexpect
+
+    srv = LocalServer().start()
+    try:
+        provider = FakeBatchProvider(srv, plan=("validating", "in_progress"))
+        batch_id, _ = submit(provider, tmp_path, capsys, ["one", "two"])
+        child = spawn_wait(provider, batch_id, "--poll-interval", "0.1")
+        try:
+            child.expect(r"\r" + batch_id + r" in_progress: 1/2 completed, 0 failed, \d+ s\x1b\[K")
+            n = len(provider.served)
+            child.expect(r"\x1b\[K")  # it keeps polling, redrawing the same line
+            assert len(provider.served) > n
+            child.sendintr()
+            child.expect(f"llmcli: interrupted; batch {batch_id} goes on at the provider")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == 130
+        assert provider.batches[batch_id]["status"] == "in_progress"  # Ctrl-C did not cancel it
+    finally:
+        srv.stop()
+
+
+def test_a_given_id_twice_is_an_input_error_and_nothing_is_uploaded(provider, tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
+    code, _, err = llmcli(capsys, "batch", inp, "--remote", "-m", "m", *conn(provider))
+    assert code == 3 and "id 'a' is used twice" in err
+    assert provider.server.requests == []
+    # identical plain prompts hash alike: they get distinct ids
+    batch_id, _ = submit(provider, tmp_path, capsys, ["same", "same"])
+    data = parse_multipart(provider.server.requests[0])["file"][1]
+    ids = [json.loads(x)["custom_id"] for x in data.decode().splitlines()]
+    assert len(set(ids)) == 2 and ids[1] == ids[0] + "#1"
+
+
+def test_a_failed_download_leaves_an_earlier_output_as_it_was(provider, tmp_path, capsys):
+    batch_id, _ = submit(provider, tmp_path, capsys, ["one"])
+    code, _, _ = llmcli(capsys, "batch", "wait", batch_id, *conn(provider), "--poll-interval", "0.01")
+    assert code == 0
+    out_path = tmp_path / "answers.jsonl"
+    out_path.write_text("earlier\n")
+    out_id = provider.batches[batch_id]["output_file_id"]
+    provider.server.route(f"/v1/files/{out_id}/content",
+                          Reply(status=500, pieces=[b'{"error":{"message":"storage down"}}'],
+                                content_type="application/json", chunked=False), method="GET")
+    code, _, err = llmcli(capsys, "batch", "fetch", batch_id, "-o", out_path, *conn(provider))
+    assert code == 4 and "storage down" in err
+    assert out_path.read_text() == "earlier\n" and not (tmp_path / "answers.jsonl.part").exists()

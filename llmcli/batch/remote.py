@@ -67,8 +67,8 @@ def openai_line(item, settings) -> dict:
 def write_batch_file(lines, out, settings) -> int:
     """Convert every input line (plain, llmcli objects, or already OpenAI lines) to OUT; the count.
 
-    custom_id must be unique within a batch (the provider rejects the file otherwise): an item whose id
-    was already used (two identical plain prompts hash alike) gets "#<line index>" appended.
+    custom_id must be unique within a batch (the provider rejects the file otherwise): a given id used
+    twice is an error; a hashed one (two identical plain prompts hash alike) gets "#<item index>" appended.
     """
     seen = set()
     count = 0
@@ -79,6 +79,8 @@ def write_batch_file(lines, out, settings) -> int:
             continue
         index += 1
         if item.id in seen:
+            if item.given_id:
+                raise InputError(f"input line {index}: id {item.id!r} is used twice (a batch needs unique ids)")
             item.id = f"{item.id}#{item.index}"
         seen.add(item.id)
         out.write(json.dumps(openai_line(item, settings), ensure_ascii=False).encode("utf-8") + b"\n")

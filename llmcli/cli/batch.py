@@ -241,12 +241,15 @@ def submit_remote(ctx, input_path, output_path, base_urls, json_output, params):
                 infile.close()
         converted.seek(0)
         uploaded = api.upload(converted, upload_name(input_path))
-    file_id = uploaded.get("id")
-    if not isinstance(file_id, str):
-        from ..errors import StreamError
+    from ..batch.remote import check_id
+    from ..errors import StreamError, UsageError
 
-        raise StreamError("the server's answer to the upload has no file id")
-    batch = api.create(file_id)
+    try:
+        file_id = check_id(uploaded.get("id"), "file id")
+        batch = api.create(file_id)
+        check_id(batch.get("id"))
+    except UsageError as exc:  # ids go into later URLs and onto the terminal: only plain ones are taken
+        raise StreamError(f"the server answered with {exc}") from None
     click.echo(f"llmcli: batch: uploaded {count} request{'s' if count != 1 else ''} as {file_id}; "
                f"batch {batch.get('id')} is {batch.get('status')} "
                f"(llmcli batch wait {batch.get('id')})", err=True)
@@ -353,17 +356,29 @@ def fetch_command(batch_id, output_path, openai_format, **params):
     if status not in ("completed", "failed", "expired", "cancelled") and not (
             batch.get("output_file_id") or batch.get("error_file_id")):
         raise LLMCliError(f"batch {batch_id} is {status}: no results yet (llmcli batch wait {batch_id})")
-    out = sys.stdout if output_path == "-" else open(output_path, "w", encoding="utf-8")
+    # A file is written beside OUT and renamed over it at the end: a download that fails half-way
+    # leaves an earlier OUT as it was.
+    if output_path == "-":
+        out, part = sys.stdout, None
+    else:
+        part = f"{output_path}.part"
+        out = open(part, "w", encoding="utf-8")
 
     def write(record):
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
+        if part is None:
+            out.flush()
 
     try:
         counts = fetch(api, batch, write, openai_format=openai_format)
-    finally:
-        if out is not sys.stdout:
+    except BaseException:
+        if part is not None:
             out.close()
+            os.unlink(part)
+        raise
+    if part is not None:
+        out.close()
+        os.replace(part, output_path)
     click.echo(f"llmcli: batch: {counts['ok'] + counts['failed']} records ({counts['ok']} ok, {counts['failed']} "
                f"failed) from {describe(batch)}", err=True)
     error = outcome_error(batch)
