@@ -56,6 +56,15 @@ class BatchGroup(click.Group):
         formatter.write_usage(ctx.command_path, "status|wait|fetch|cancel ID [OPTIONS]", prefix="   or: ")
 
 
+def _complete_in(ctx, param, incomplete):
+    """Files, and the subcommand names (the file item first: bash falls back to files only when no
+    name matches)."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")] + [CompletionItem(name) for name in REMOTE_COMMANDS
+                                                        if name.startswith(incomplete)]
+
+
 class _SubcommandContext(click.Context):
     @property
     def command_path(self):
@@ -69,7 +78,8 @@ class RemoteCommand(click.Command):
 
 
 @click.group("batch", cls=BatchGroup, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
-@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True),
+                shell_complete=_complete_in)
 @click.option("-o", "--output", "output_path", metavar="OUT",
               type=click.Path(dir_okay=False, allow_dash=True),
               help="Output JSONL ('-' for stdout). An existing file is resumed: its finished items are skipped. "
