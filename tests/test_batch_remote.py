@@ -440,3 +440,13 @@ def test_a_failed_download_leaves_an_earlier_output_as_it_was(provider, tmp_path
     code, _, err = llmcli(capsys, "batch", "fetch", batch_id, "-o", out_path, *conn(provider))
     assert code == 4 and "storage down" in err
     assert out_path.read_text() == "earlier\n" and not (tmp_path / "answers.jsonl.part").exists()
+
+
+def test_a_server_without_a_batch_api_is_named_as_such(server, tmp_path, capsys):
+    # vLLM's own server has /v1/chat/completions but no /v1/files: the fleet form is the one for it.
+    inp = tmp_path / "in.txt"
+    inp.write_text("hello\n")
+    code, _, err = llmcli(capsys, "batch", inp, "--remote", "-m", "m", "--base-url", server.base_url, "--api-key", KEY)
+    assert code == 4
+    assert "HTTP 404" in err and "does this server have a batch API?" in err
+    assert [r.path for r in server.requests] == ["/v1/files"]  # a 404 is not retried

@@ -154,7 +154,9 @@ class BatchAPI:
             if resp.status_code == 401:
                 text += " (check the API key: --api-key, LLMCLI_API_KEY or the provider's key variable)"
             elif resp.status_code == 404 and path.startswith(("/files", "/batches")) and "/" not in path[1:]:
-                text += f" (does this server have a batch API? requests go to {url})"
+                from ..config.secrets import redact_url
+
+                text += f" (does this server have a batch API? requests go to {redact_url(url)})"
             error = HTTPError(text, status=resp.status_code, body=raw, code=code)
             retryable = (resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500) and \
                 code != "insufficient_quota" and (resp.headers.get("x-should-retry") or "").lower() != "false"
