@@ -24,7 +24,8 @@ def imported_modules(*args, env=None):
 @pytest.mark.parametrize("args", [("--help",), ("ask", "--help"), ("chat", "--help"), ("config", "--help"),
                                   ("--version",), ("doctor", "--help"), ("templates", "--help"),
                                   ("templates", "list", "--help"), ("cmd", "--help"), ("widget", "--help"),
-                                  ("complete", "--help"), ("logs", "--help"), ("logs", "list", "--help")])
+                                  ("complete", "--help"), ("logs", "--help"), ("logs", "list", "--help"),
+                                  ("batch", "--help"), ("batch", "wait", "--help"), ("batch", "fetch", "--help")])
 
 
 def test_help_imports_nothing_heavy(args):
