@@ -719,3 +719,43 @@ def test_a_providers_own_key_is_read_before_the_top_level_one():
     assert (s.idle_timeout, s.connect_timeout) == (20, 4)
     write_config(file_yaml({"timeouts.idle": 30, "providers.*.timeouts.idle": None}))
     assert resolve().idle_timeout == 300  # a provider's explicit null is its own: the default, as before
+
+
+def test_config_show_gives_the_real_source_of_the_merged_values_and_switches_too():
+    """headers, options, tools and the switches (on if any layer says so) are not in the table, but their
+    rows say where the value came from as well, not "config/flags"."""
+    path = write_config("default_provider: openrouter\nproviders:\n  openrouter:\n    headers: {X-A: b}\n"
+                        "    options: {top_p: 1}\noptions: {temperature: 0.2}\n"
+                        "tools: {enabled: [web_fetch], confirm: true, web_fetch: {allow_private: true}}\n")
+
+    def rows(flags=None, **env):
+        return {name: (value, source) for name, value, source in describe_settings(resolve(flags, **env))}
+
+    file_src = f"config file {path}"
+    got = rows(OPENROUTER_API_KEY="sk-or-123456789")
+    assert got["headers"][1] == f"preset openrouter + {file_src} (providers.openrouter.headers)"
+    assert got["options"] == ({"temperature": 0.2, "top_p": 1},
+                              f"{file_src} (options + providers.openrouter.options)")
+    assert got["tools"] == (["web_fetch"], file_src)
+    assert got["confirm_tools"] == (True, file_src) and got["allow_private_urls"] == (True, file_src)
+    assert got["debug"] == (False, "default")
+    got = rows({"options": [("seed", 3)], "all_tools": True, "confirm_tools": True, "allow_private_urls": True,
+                "debug": True}, OPENROUTER_API_KEY="sk-or-123456789")
+    assert got["options"][1] == f"{file_src} (options + providers.openrouter.options) + -o flag"
+    assert got["tools"] == (["web_search", "web_fetch"], "--tools flag")
+    assert [got[n][1] for n in ("confirm_tools", "allow_private_urls", "debug")] == [
+        "--confirm-tools flag", "--allow-private-urls flag", "--debug flag"]
+    got = rows({"no_tools": True}, OPENROUTER_API_KEY="sk-or-123456789", LLMCLI_ALLOW_PRIVATE_URLS="1",
+               LLMCLI_DEBUG="1")
+    assert got["tools"] == ([], "--no-tools flag")
+    assert got["allow_private_urls"][1] == "LLMCLI_ALLOW_PRIVATE_URLS" and got["debug"] == (True, "LLMCLI_DEBUG")
+    write_config("")
+    got = rows({"provider": "openai"}, OPENAI_API_KEY="sk-123456789")
+    assert [got[n] for n in ("headers", "options", "tools", "confirm_tools")] == [
+        ({}, "default"), ({}, "default"), ([], "default"), (False, "default")]
+
+
+def test_a_boolean_flags_off_side_is_the_source_as_written():
+    write_config(file_yaml({"providers.*.text_tool_calls": True}))
+    s = resolve({"text_tool_calls": False})
+    assert (s.text_tool_calls, s.source_of("text_tool_calls")) == (False, "--no-text-tool-calls flag")

@@ -449,9 +449,10 @@ class Field:
     def attribute(self) -> str:
         return self.attr or self.name
 
-    @property
-    def flag_label(self) -> str:
-        return f"--{self.flag.replace('_', '-')} flag"
+    def flag_label(self, value=None) -> str:
+        """How the user wrote the flag: --max-time, or --no-text-tool-calls for a boolean's off side."""
+        off = "no-" if value is False and self.kind is boolean else ""
+        return f"--{off}{self.flag.replace('_', '-')} flag"
 
 
 FIELDS: Tuple[Field, ...] = (
@@ -515,8 +516,8 @@ def resolve_fields(flags: Mapping[str, Any], env: Mapping[str, str], data: dict,
     for field in FIELDS:
         value = field.default
         if field.flag and not _blank(field, flags.get(field.flag)):
-            sources[field.name] = field.flag_label
-            value = field.kind(flags[field.flag], field.name, field.flag_label)
+            sources[field.name] = field.flag_label(flags[field.flag])
+            value = field.kind(flags[field.flag], field.name, sources[field.name])
         elif field.env and env.get(field.env):
             sources[field.name] = field.env
             value = field.kind(env[field.env], field.name, field.env)
@@ -718,6 +719,12 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     options.update(prov_cfg.get("options") or {})
     for key, value in flags.get("options", ()):
         options[key] = value
+    # merged, not picked: the source names every layer that contributed
+    sources["headers"] = _layers(file_src, (preset is not None and bool(preset.headers), f"preset {provider}"),
+                                 (bool(prov_cfg.get("headers")), f"providers.{provider}.headers"))
+    sources["options"] = _layers(file_src, (bool(data.get("options")), "options"),
+                                 (bool(prov_cfg.get("options")), f"providers.{provider}.options"),
+                                 (bool(flags.get("options")), "-o flag"))
 
     # -- the scalar settings of the table (FIELDS): flag > env > file > default --------------
     fields = resolve_fields(flags, env, data, prov_cfg, prov_name, file_src, sources)
@@ -726,22 +733,31 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     tools_cfg = data.get("tools") or {}
     if flags.get("no_tools"):
         tools: Tuple[str, ...] = ()
+        sources["tools"] = "--no-tools flag"
     elif flags.get("all_tools"):
         tools = ("web_search", "web_fetch")
+        sources["tools"] = "--tools flag"
     elif flags.get("tools"):
         tools = tuple(dict.fromkeys(flags["tools"]))
+        sources["tools"] = "--tool flag"
     else:
         enabled = tools_cfg.get("enabled") or ()
+        if enabled:
+            sources["tools"] = file_src
         if enabled in (True, "all"):
             enabled = ("web_search", "web_fetch")
         if isinstance(enabled, str):
             enabled = (enabled,)
         tools = tuple(str(t) for t in enabled)
-    confirm = bool(flags.get("confirm_tools") or strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"))
+    # Switches: on when any layer turns them on (a flag cannot be overruled from below); the source is
+    # the highest layer that did.
+    confirm = _switch(sources, "confirm_tools", (flags.get("confirm_tools"), "--confirm-tools flag"),
+                      (strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"), file_src))
     fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
-    allow_private = bool(flags.get("allow_private_urls") or strict_bool(fetch_cfg.get("allow_private"),
-                                                                         "tools.web_fetch.allow_private")
-                         or _bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")))
+    allow_private = _switch(sources, "allow_private_urls",
+                            (flags.get("allow_private_urls"), "--allow-private-urls flag"),
+                            (_bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")), "LLMCLI_ALLOW_PRIVATE_URLS"),
+                            (strict_bool(fetch_cfg.get("allow_private"), "tools.web_fetch.allow_private"), file_src))
     search_cfg = dict(tools_cfg.get("web_search") or {})
     if not search_cfg.get("brave_api_key") and env.get("BRAVE_API_KEY"):
         search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
@@ -755,8 +771,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
                        for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
 
-    debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", ""))
-                 or strict_bool(data.get("debug"), f"debug (in {path})"))
+    debug = _switch(sources, "debug", (flags.get("debug"), "--debug flag"),
+                    (_bool_env(env.get("LLMCLI_DEBUG", "")), "LLMCLI_DEBUG"),
+                    (strict_bool(data.get("debug"), f"debug (in {path})"), file_src))
     request_cfg = _request_config(data, prov_cfg, file_src)
     if request_cfg.get("reattach_reasoning") and sources.get("send_reasoning", "").startswith(("preset", "default")):
         # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
@@ -806,6 +823,31 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         warnings=tuple(warnings),
         **fields,
     )
+
+
+def _switch(sources: Dict[str, str], name: str, *layers) -> bool:
+    """A switch is on when any (value, source) layer turns it on; sources[name] is the first that did."""
+    for value, source in layers:
+        if value:
+            sources[name] = source
+            return True
+    return False
+
+
+def _layers(file_src: str, *layers) -> str:
+    """The source of a merged value (headers, options): every (contributed, layer) that did, the
+    config file's keys grouped: "preset openrouter + config file F (providers.openrouter.headers)"."""
+    parts, keys = [], []
+    for contributed, layer in layers:
+        if not contributed:
+            continue
+        if layer.startswith(("preset ", "-")):
+            parts.append(layer)
+        else:
+            keys.append(layer)
+    if keys:
+        parts.insert(sum(1 for p in parts if p.startswith("preset ")), f"{file_src} ({' + '.join(keys)})")
+    return " + ".join(parts) or "default"
 
 
 def _user_tools_relative_to(specs, config_file):
@@ -1013,14 +1055,14 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("base_url", redact_url(s.base_url), s.source_of("base_url")),
         ("api_key", redact_key(s.api_key) if s.api_key else None, s.source_of("api_key")),
         ("model", s.model, s.source_of("model")),
-        ("headers", redact_headers(dict(s.headers)),
-         "preset/config"),
-        ("options", dict(s.options), "config/flags"),
+        ("headers", redact_headers(dict(s.headers)), s.source_of("headers")),
+        ("options", dict(s.options), s.source_of("options")),
     ] + [(field.name, getattr(s, field.attribute), s.source_of(field.name)) for field in FIELDS] + [
-        ("tools", list(s.tools), "config/flags"),
+        ("tools", list(s.tools), s.source_of("tools")),
         ("send_reasoning", f"{s.send_reasoning} (as {s.reasoning_field})", s.source_of("send_reasoning")),
-        ("confirm_tools", s.confirm_tools, "config/flags"),
-        ("allow_private_urls", s.allow_private_urls, "config/flags"),
+        ("confirm_tools", s.confirm_tools, s.source_of("confirm_tools")),
+        ("allow_private_urls", s.allow_private_urls, s.source_of("allow_private_urls")),
+        ("debug", s.debug, s.source_of("debug")),
         ("capabilities", dict(s.capabilities) or None,
          f"providers.{s.provider}.capabilities (llmcli doctor --save)" if s.capabilities else "not probed"),
     ] + [(f"budget.{period}", amount, "config file") for period, amount in s.spend_caps]
