@@ -415,7 +415,7 @@ def text(value, name, source):
 
 
 def path_text(value, name, source):
-    """A file path: a non-empty string (~ is left to the consumer, as before)."""
+    """A file path, as a string (~ is left to the consumer, as before; blank is not given: Field.blank)."""
     if isinstance(value, str):
         return value
     raise ConfigError(f"{name} must be a file path, got {value!r} (from {source})")
