@@ -586,3 +586,176 @@ def test_no_color_on_a_terminal(server, no_color):
     assert child.exitstatus == 0, output
     assert "llmcli: warning: " in output and "ok" in output
     assert bool(ANSI.search(output)) is (not no_color), repr(output)
+
+
+# --------------------------------------------------------------------------------------------
+# the table of scalar settings (settings.FIELDS): every field, parametrised over the table itself, so
+# a field added to it is held to the same three rules without a new test.
+from llmcli.config.settings import FIELDS, describe_settings  # noqa: E402
+from llmcli.errors import ConfigError  # noqa: E402
+
+TABLE_PROVIDER = "mine"
+
+
+def _accepts(field, *values):
+    try:
+        for value in values:
+            field.kind(value, field.name, "test")
+    except ConfigError:
+        return False
+    return True
+
+
+def layer_values(field):
+    """Good raw values for flag, env and each file key (top layer first), as the user writes them,
+    with the value each must give; and a bad value for env and file. Chosen by what the kind accepts,
+    so that a new kind of field fails here loudly instead of being skipped."""
+    n = 2 + len(field.file)
+    if _accepts(field, "from-a-layer"):  # text
+        good = [(f"text-{i}", f"text-{i}") for i in range(n)]
+        return good, None, ["not", "text"]
+    if not _accepts(field, 7) and _accepts(field, True, False, "yes"):  # a boolean
+        good = [(i % 2 == 0, i % 2 == 0) for i in range(n)]
+        return good, "maybe", "maybe"
+    for start in (7, 2048):  # numbers: small ones, or ones above a minimum (max_event_bytes ≥ 1024)
+        if _accepts(field, *range(start, start + n)):
+            return [(start + i, start + i) for i in range(n)], "lots", "lots"
+    raise AssertionError(f"test_config.py has no sample values for the kind of {field.name}; add them")
+
+
+def file_yaml(values_by_key):
+    """A config file setting each dotted key (providers.*. is the provider `mine`, the default)."""
+    import yaml
+
+    data = {"default_provider": TABLE_PROVIDER, "providers": {TABLE_PROVIDER: {"base_url": "http://127.0.0.1:9/v1"}}}
+    for key, value in values_by_key.items():
+        node = data
+        parts = key.replace("providers.*.", f"providers.{TABLE_PROVIDER}.").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return yaml.safe_dump(data)
+
+
+def table_layers(field):
+    """[(label, flags, env, file keys → raw value, expected value, expected source)], top layer first."""
+    good, _, _ = layer_values(field)
+    layers = []
+    if field.flag:
+        layers.append(("flag", {field.flag: good[0][0]}, {}, {}, good[0][1], f"--{field.flag.replace('_', '-')} flag"))
+    if field.env:
+        layers.append(("env", {}, {field.env: str(good[1][0]).lower() if isinstance(good[1][0], bool) else str(good[1][0])},
+                       {}, good[1][1], field.env))
+    for i, key in enumerate(field.file):
+        layers.append((f"file {key}", {}, {}, {key: good[2 + i][0]}, good[2 + i][1], f"config file {config_file()}"))
+    return layers
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=[f.name for f in FIELDS])
+def test_every_table_field_takes_flag_then_env_then_each_file_key_then_the_default(field):
+    layers = table_layers(field)
+    assert layers, f"{field.name} is in no layer at all"
+    for top in range(len(layers) + 1):
+        flags, env, file_values = {}, {}, {}
+        for _, f, e, v, _, _ in layers[top:]:
+            flags.update(f)
+            env.update(e)
+            file_values.update(v)
+        write_config(file_yaml(file_values))
+        s = resolve(flags, **env)
+        got = (getattr(s, field.attribute), s.source_of(field.name))
+        if top < len(layers):
+            label, _, _, _, value, source = layers[top]
+            assert got == (value, source), f"{field.name} from the {label} layer"
+        else:
+            assert got == (field.default, "default"), f"{field.name} with no layer set"
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=[f.name for f in FIELDS])
+def test_every_table_field_is_a_config_show_row_with_its_source(field, monkeypatch):
+    monkeypatch.delenv("LLMCLI_RETRY_BASE_DELAY", raising=False)  # conftest's, an env layer of its own
+    for label, flags, env, file_values, value, source in table_layers(field):
+        write_config(file_yaml(file_values))
+        if flags:  # not every flag is an option of `config show`: the rows are the same function
+            rows = {name: (v, src) for name, v, src in describe_settings(resolve(flags))}
+        else:
+            rows, _ = show(env=env)
+        assert rows[field.name] == (value, source), f"{field.name} from the {label} layer"
+    write_config(file_yaml({}))
+    rows, _ = show()
+    assert rows[field.name] == (field.default, "default")
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=[f.name for f in FIELDS])
+def test_every_table_field_rejects_a_wrong_type_at_start_up_with_exit_3_naming_the_key(field, server,
+                                                                                        monkeypatch):
+    monkeypatch.delenv("LLMCLI_RETRY_BASE_DELAY", raising=False)
+    _, bad_env, bad_file = layer_values(field)
+    cases = []
+    if field.env and bad_env is not None:
+        cases.append(({field.env: bad_env}, {}, field.name))
+    for key in field.file:
+        cases.append(({}, {key: bad_file}, key.replace("providers.*.", f"providers.{TABLE_PROVIDER}.")))
+    assert cases, f"{field.name}: no layer where a wrong type can be written"
+    for env, file_values, named in cases:
+        write_config(file_yaml(file_values).replace("http://127.0.0.1:9/v1", server.base_url))
+        for args in (["config", "show"], ["ask", "q"]):
+            r = invoke(*args, env=env)
+            assert r.exit_code == 3, (field.name, args, r)
+            assert named in r.stderr and "Traceback" not in r.stderr, (field.name, args, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("llmcli: error: "), r.stderr
+    assert server.requests == []
+
+
+def test_a_providers_own_key_is_read_before_the_top_level_one():
+    paired = [f for f in FIELDS if any(k.startswith("providers.*.") and k[len("providers.*."):] in f.file
+                                       for k in f.file)]
+    assert {f.name for f in paired} >= {"connect_timeout", "timeout", "idle_timeout", "max_time"}
+    for field in paired:
+        provider_key = next(k for k in field.file if k.startswith("providers.*."))
+        assert field.file.index(provider_key) < field.file.index(provider_key[len("providers.*."):]), field.name
+    write_config(file_yaml({"timeouts.idle": 30, "timeouts.connect": 4, "providers.*.timeouts.idle": 20}))
+    s = resolve()
+    assert (s.idle_timeout, s.connect_timeout) == (20, 4)
+    write_config(file_yaml({"timeouts.idle": 30, "providers.*.timeouts.idle": None}))
+    assert resolve().idle_timeout == 300  # a provider's explicit null is its own: the default, as before
+
+
+def test_config_show_gives_the_real_source_of_the_merged_values_and_switches_too():
+    """headers, options, tools and the switches (on if any layer says so) are not in the table, but their
+    rows say where the value came from as well, not "config/flags"."""
+    path = write_config("default_provider: openrouter\nproviders:\n  openrouter:\n    headers: {X-A: b}\n"
+                        "    options: {top_p: 1}\noptions: {temperature: 0.2}\n"
+                        "tools: {enabled: [web_fetch], confirm: true, web_fetch: {allow_private: true}}\n")
+
+    def rows(flags=None, **env):
+        return {name: (value, source) for name, value, source in describe_settings(resolve(flags, **env))}
+
+    file_src = f"config file {path}"
+    got = rows(OPENROUTER_API_KEY="sk-or-123456789")
+    assert got["headers"][1] == f"preset openrouter + {file_src} (providers.openrouter.headers)"
+    assert got["options"] == ({"temperature": 0.2, "top_p": 1},
+                              f"{file_src} (options + providers.openrouter.options)")
+    assert got["tools"] == (["web_fetch"], file_src)
+    assert got["confirm_tools"] == (True, file_src) and got["allow_private_urls"] == (True, file_src)
+    assert got["debug"] == (False, "default")
+    got = rows({"options": [("seed", 3)], "all_tools": True, "confirm_tools": True, "allow_private_urls": True,
+                "debug": True}, OPENROUTER_API_KEY="sk-or-123456789")
+    assert got["options"][1] == f"{file_src} (options + providers.openrouter.options) + -o flag"
+    assert got["tools"] == (["web_search", "web_fetch"], "--tools flag")
+    assert [got[n][1] for n in ("confirm_tools", "allow_private_urls", "debug")] == [
+        "--confirm-tools flag", "--allow-private-urls flag", "--debug flag"]
+    got = rows({"no_tools": True}, OPENROUTER_API_KEY="sk-or-123456789", LLMCLI_ALLOW_PRIVATE_URLS="1",
+               LLMCLI_DEBUG="1")
+    assert got["tools"] == ([], "--no-tools flag")
+    assert got["allow_private_urls"][1] == "LLMCLI_ALLOW_PRIVATE_URLS" and got["debug"] == (True, "LLMCLI_DEBUG")
+    write_config("")
+    got = rows({"provider": "openai"}, OPENAI_API_KEY="sk-123456789")
+    assert [got[n] for n in ("headers", "options", "tools", "confirm_tools")] == [
+        ({}, "default"), ({}, "default"), ([], "default"), (False, "default")]
+
+
+def test_a_boolean_flags_off_side_is_the_source_as_written():
+    write_config(file_yaml({"providers.*.text_tool_calls": True}))
+    s = resolve({"text_tool_calls": False})
+    assert (s.text_tool_calls, s.source_of("text_tool_calls")) == (False, "--no-text-tool-calls flag")

@@ -390,6 +390,160 @@ def _bool_env(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+# --------------------------------------------------------------------------------------------
+# the table of scalar settings: flag > environment > config file > default, one line each
+def seconds(value, name, source):
+    """A number of seconds above 0 and at most a week."""
+    return _float(value, name, source)
+
+
+def whole(minimum=0, maximum=None):
+    """A whole number in [minimum, maximum]."""
+    def convert(value, name, source):
+        return _int(value, name, source, minimum, maximum)
+    return convert
+
+
+def dollars(value, name, source):
+    """An amount in US dollars above 0."""
+    return _money(value, name, source)
+
+
+def boolean(value, name, source):
+    """true/false, parsed strictly (strict_bool)."""
+    return strict_bool(value, f"{name} (from {source})")
+
+
+def text(value, name, source):
+    """A string; a bare number is taken as its text, a list, mapping or boolean is an error."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{name} must be text, got {value!r} (from {source})")
+
+
+def path_text(value, name, source):
+    """A file path, as a string (~ is left to the consumer, as before; blank is not given: Field.blank)."""
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{name} must be a file path, got {value!r} (from {source})")
+
+
+# `providers.*.…` in a file path means the selected provider's section.
+PROVIDER_SECTION = "providers.*."
+
+
+@dataclass(frozen=True)
+class Field:
+    """One scalar setting: where each layer holds it, its default, and how a raw value is checked.
+
+    `name` is the key in Settings.sources and the row of `config show`; `attr` the Settings attribute
+    (the name unless they differ). `file` lists dotted config-file keys, tried in order: the first key
+    present wins (a provider's `providers.*.timeouts.connect` before the top-level `timeouts.connect`).
+    `kind(value, name, source)` returns the typed value or raises ConfigError naming the key; from the
+    file the key named is the file's dotted key. `blank`: an empty value at any layer counts as not given.
+    """
+
+    name: str
+    flag: Optional[str] = None
+    env: Optional[str] = None
+    file: Tuple[str, ...] = ()
+    default: Any = None
+    kind: Any = text
+    attr: Optional[str] = None
+    blank: bool = False
+
+    @property
+    def attribute(self) -> str:
+        return self.attr or self.name
+
+    def flag_label(self, value=None) -> str:
+        """How the user wrote the flag: --max-time, or --no-text-tool-calls for a boolean's off side."""
+        off = "no-" if value is False and self.kind is boolean else ""
+        return f"--{off}{self.flag.replace('_', '-')} flag"
+
+
+FIELDS: Tuple[Field, ...] = (
+    Field("system", flag="system", file=("system",), kind=text),
+    Field("connect_timeout", flag="connect_timeout", env="LLMCLI_CONNECT_TIMEOUT",
+          file=("providers.*.timeouts.connect", "timeouts.connect"), default=DEFAULT_CONNECT_TIMEOUT, kind=seconds),
+    Field("timeout", flag="timeout", env="LLMCLI_TIMEOUT", file=("providers.*.timeouts.read", "timeouts.read"),
+          default=DEFAULT_READ_TIMEOUT, kind=seconds, attr="read_timeout"),
+    Field("idle_timeout", flag="idle_timeout", env="LLMCLI_IDLE_TIMEOUT",
+          file=("providers.*.timeouts.idle", "timeouts.idle"), default=DEFAULT_IDLE_TIMEOUT, kind=seconds),
+    Field("max_time", flag="max_time", env="LLMCLI_MAX_TIME",
+          file=("providers.*.timeouts.max_time", "timeouts.max_time"), default=None, kind=seconds),
+    Field("retries", flag="retries", env="LLMCLI_RETRIES", file=("retries",), default=DEFAULT_RETRIES,
+          kind=whole(0, MAX_RETRIES)),
+    Field("retry_base_delay", env="LLMCLI_RETRY_BASE_DELAY", default=0.5, kind=seconds),
+    Field("ca_bundle", flag="ca_bundle", env="LLMCLI_CA_BUNDLE", file=("ca_bundle",), kind=path_text, blank=True),
+    Field("max_tool_rounds", flag="max_tool_rounds", env="LLMCLI_MAX_TOOL_ROUNDS", file=("tools.max_rounds",),
+          default=DEFAULT_MAX_TOOL_ROUNDS, kind=whole(1)),
+    Field("max_tool_calls", flag="max_tool_calls", env="LLMCLI_MAX_TOOL_CALLS", file=("tools.max_calls",),
+          default=DEFAULT_MAX_TOOL_CALLS, kind=whole(1)),
+    Field("text_tool_calls", flag="text_tool_calls", file=("providers.*.text_tool_calls",), default=False,
+          kind=boolean),
+    Field("max_cost", flag="max_cost", env="LLMCLI_MAX_COST", file=("budget.max_cost",), kind=dollars),
+    Field("max_tokens_total", flag="max_tokens_total", env="LLMCLI_MAX_TOKENS_TOTAL",
+          file=("budget.max_tokens_total",), kind=whole(1)),
+    Field("max_input_bytes", flag="max_input_bytes", env="LLMCLI_MAX_INPUT_BYTES", file=("max_input_bytes",),
+          default=DEFAULT_MAX_INPUT_BYTES, kind=whole(1)),
+    Field("max_event_bytes", flag="max_event_bytes", env="LLMCLI_MAX_EVENT_BYTES", file=("max_event_bytes",),
+          default=DEFAULT_MAX_EVENT_BYTES, kind=whole(1024)),
+    Field("logs_enabled", file=("logs.enabled",), default=True, kind=boolean),
+)
+
+
+_ABSENT = object()
+
+
+def _file_value(data: dict, prov_cfg: dict, provider: Optional[str], key: str):
+    """(value, the key as the user wrote it) of a dotted config key, or (_ABSENT, key) if it is not there."""
+    root, rest = data, key
+    if key.startswith(PROVIDER_SECTION):
+        if not provider:
+            return _ABSENT, key
+        root, rest = prov_cfg, key[len(PROVIDER_SECTION):]
+        key = f"providers.{provider}.{rest}"
+    node = root
+    for part in rest.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT, key
+        node = node[part]
+    return node, key
+
+
+def _blank(field: Field, value) -> bool:
+    return value is None or (field.blank and value == "")
+
+
+def resolve_fields(flags: Mapping[str, Any], env: Mapping[str, str], data: dict, prov_cfg: dict,
+                   provider: Optional[str], file_src: str, sources: Dict[str, str]) -> Dict[str, Any]:
+    """Every FIELDS entry: {attribute: value}, and `sources[name]` for each value not the default."""
+    values: Dict[str, Any] = {}
+    for field in FIELDS:
+        value = field.default
+        if field.flag and not _blank(field, flags.get(field.flag)):
+            sources[field.name] = field.flag_label(flags[field.flag])
+            value = field.kind(flags[field.flag], field.name, sources[field.name])
+        elif field.env and env.get(field.env):
+            sources[field.name] = field.env
+            value = field.kind(env[field.env], field.name, field.env)
+        else:
+            for key in field.file:
+                raw, where = _file_value(data, prov_cfg, provider, key)
+                if raw is _ABSENT:
+                    continue
+                if not _blank(field, raw):
+                    # the error names the key as written in the file (tools.max_calls, not max_tool_calls)
+                    sources[field.name] = file_src
+                    value = field.kind(raw, where, file_src)
+                break
+        values[field.attribute] = value
+    return values
+
+
 def canonical_provider(name: str) -> str:
     return PRESET_ALIASES.get(name, name)
 
@@ -425,6 +579,15 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     `flags` holds only what the user actually passed (None means not given). Commands that talk to no
     model (`llmcli fetch`, `llmcli search`) pass need_provider=False: no guessing from keys, no errors
     about them.
+
+    The scalar settings are the table FIELDS (one line each: flag, env, file keys, default, kind),
+    resolved by one loop, `resolve_fields`. What does not fit that pattern stays written out here:
+    provider (flag, -m provider/model, env, file, the one key present, local), base_url, api_key (env
+    names from the provider, api_key_cmd, stored keys), model (aliases, preset); send_reasoning (preset
+    and host defaults, request.reattach_reasoning); headers and options (merged layers, not picked);
+    the tools list (--no-tools/--all-tools/--tool); debug, confirm_tools and allow_private_urls (any
+    layer that says yes turns them on, rather than the first layer that speaks); budget.daily/monthly,
+    tool_config, mcp servers, request, chat and local sections (nested sections checked as a whole).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None and v != () and v != []}
     env = os.environ if env is None else env
@@ -490,6 +653,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         known = ", ".join(known_provider_names(data))
         raise ConfigError(f"unknown provider '{provider}' (known: {known})")
     prov_cfg = prov_cfg or {}
+    prov_name = provider  # providers.NAME of the table's providers.*.… keys (provider may become None below)
     preset = PRESETS.get(provider) if provider else None
 
     # -- base URL ------------------------------------------------------------------------------
@@ -564,57 +728,45 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     options.update(prov_cfg.get("options") or {})
     for key, value in flags.get("options", ()):
         options[key] = value
+    # merged, not picked: the source names every layer that contributed
+    sources["headers"] = _layers(file_src, (preset is not None and bool(preset.headers), f"preset {provider}"),
+                                 (bool(prov_cfg.get("headers")), f"providers.{provider}.headers"))
+    sources["options"] = _layers(file_src, (bool(data.get("options")), "options"),
+                                 (bool(prov_cfg.get("options")), f"providers.{provider}.options"),
+                                 (bool(flags.get("options")), "-o flag"))
 
-    # -- timeouts, retries ---------------------------------------------------------------------
-    timeouts = dict(data.get("timeouts") or {})
-    timeouts.update(prov_cfg.get("timeouts") or {})
-
-    def pick(flag_name, env_name, file_value, default, convert, label):
-        if flags.get(flag_name) is not None:
-            sources[label] = f"--{flag_name.replace('_', '-')} flag"
-            return convert(flags[flag_name], label, sources[label])
-        if env.get(env_name):
-            sources[label] = env_name
-            return convert(env[env_name], label, env_name)
-        if file_value is not None:
-            sources[label] = file_src
-            return convert(file_value, label, file_src)
-        return default
-
-    connect_timeout = pick("connect_timeout", "LLMCLI_CONNECT_TIMEOUT", timeouts.get("connect"),
-                           DEFAULT_CONNECT_TIMEOUT, _float, "connect_timeout")
-    read_timeout = pick("timeout", "LLMCLI_TIMEOUT", timeouts.get("read"), DEFAULT_READ_TIMEOUT, _float, "timeout")
-    idle_timeout = pick("idle_timeout", "LLMCLI_IDLE_TIMEOUT", timeouts.get("idle"),
-                        DEFAULT_IDLE_TIMEOUT, _float, "idle_timeout")
-    max_time = pick("max_time", "LLMCLI_MAX_TIME", timeouts.get("max_time"), None, _float, "max_time")
-    retries = pick("retries", "LLMCLI_RETRIES", data.get("retries"), DEFAULT_RETRIES,
-                   lambda v, n, s: _int(v, n, s, 0, MAX_RETRIES), "retries")
-    retry_base_delay = _float(env.get("LLMCLI_RETRY_BASE_DELAY") or 0.5, "LLMCLI_RETRY_BASE_DELAY", "environment")
+    # -- the scalar settings of the table (FIELDS): flag > env > file > default --------------
+    fields = resolve_fields(flags, env, data, prov_cfg, prov_name, file_src, sources)
 
     # -- tools ---------------------------------------------------------------------------------
     tools_cfg = data.get("tools") or {}
     if flags.get("no_tools"):
         tools: Tuple[str, ...] = ()
+        sources["tools"] = "--no-tools flag"
     elif flags.get("all_tools"):
         tools = ("web_search", "web_fetch")
+        sources["tools"] = "--tools flag"
     elif flags.get("tools"):
         tools = tuple(dict.fromkeys(flags["tools"]))
+        sources["tools"] = "--tool flag"
     else:
         enabled = tools_cfg.get("enabled") or ()
+        if enabled:
+            sources["tools"] = file_src
         if enabled in (True, "all"):
             enabled = ("web_search", "web_fetch")
         if isinstance(enabled, str):
             enabled = (enabled,)
         tools = tuple(str(t) for t in enabled)
-    max_rounds = pick("max_tool_rounds", "LLMCLI_MAX_TOOL_ROUNDS", tools_cfg.get("max_rounds"),
-                      DEFAULT_MAX_TOOL_ROUNDS, lambda v, n, s: _int(v, n, s, 1), "max_tool_rounds")
-    max_calls = pick("max_tool_calls", "LLMCLI_MAX_TOOL_CALLS", tools_cfg.get("max_calls"), DEFAULT_MAX_TOOL_CALLS,
-                     lambda v, n, s: _int(v, n, s, 1), "max_tool_calls")
-    confirm = bool(flags.get("confirm_tools") or strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"))
+    # Switches: on when any layer turns them on (a flag cannot be overruled from below); the source is
+    # the highest layer that did.
+    confirm = _switch(sources, "confirm_tools", (flags.get("confirm_tools"), "--confirm-tools flag"),
+                      (strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"), file_src))
     fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
-    allow_private = bool(flags.get("allow_private_urls") or strict_bool(fetch_cfg.get("allow_private"),
-                                                                         "tools.web_fetch.allow_private")
-                         or _bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")))
+    allow_private = _switch(sources, "allow_private_urls",
+                            (flags.get("allow_private_urls"), "--allow-private-urls flag"),
+                            (_bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")), "LLMCLI_ALLOW_PRIVATE_URLS"),
+                            (strict_bool(fetch_cfg.get("allow_private"), "tools.web_fetch.allow_private"), file_src))
     search_cfg = dict(tools_cfg.get("web_search") or {})
     if not search_cfg.get("brave_api_key") and env.get("BRAVE_API_KEY"):
         search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
@@ -625,25 +777,12 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
 
     # -- budgets -------------------------------------------------------------------------------
     budget_cfg = data.get("budget") or {}
-    max_cost = pick("max_cost", "LLMCLI_MAX_COST", budget_cfg.get("max_cost"), None, _money, "max_cost")
-    max_tokens_total = pick("max_tokens_total", "LLMCLI_MAX_TOKENS_TOTAL", budget_cfg.get("max_tokens_total"), None,
-                            lambda v, n, s: _int(v, n, s, 1), "max_tokens_total")
     spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
                        for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
 
-    text_tool_calls = flags.get("text_tool_calls")
-    if text_tool_calls is None:
-        text_tool_calls = strict_bool(prov_cfg.get("text_tool_calls"), f"providers.{provider}.text_tool_calls")
-    debug = bool(flags.get("debug") or _bool_env(env.get("LLMCLI_DEBUG", ""))
-                 or strict_bool(data.get("debug"), f"debug (in {path})"))
-    ca_bundle = flags.get("ca_bundle") or env.get("LLMCLI_CA_BUNDLE") or data.get("ca_bundle") or None
-    system = flags.get("system") if flags.get("system") is not None else data.get("system")
-    if system is not None:
-        sources["system"] = "--system flag" if flags.get("system") is not None else file_src
-    max_input = pick("max_input_bytes", "LLMCLI_MAX_INPUT_BYTES", data.get("max_input_bytes"),
-                     DEFAULT_MAX_INPUT_BYTES, lambda v, n, s: _int(v, n, s, 1), "max_input_bytes")
-    max_event = pick("max_event_bytes", "LLMCLI_MAX_EVENT_BYTES", data.get("max_event_bytes"),
-                     DEFAULT_MAX_EVENT_BYTES, lambda v, n, s: _int(v, n, s, 1024), "max_event_bytes")
+    debug = _switch(sources, "debug", (flags.get("debug"), "--debug flag"),
+                    (_bool_env(env.get("LLMCLI_DEBUG", "")), "LLMCLI_DEBUG"),
+                    (strict_bool(data.get("debug"), f"debug (in {path})"), file_src))
     request_cfg = _request_config(data, prov_cfg, file_src)
     if request_cfg.get("reattach_reasoning") and sources.get("send_reasoning", "").startswith(("preset", "default")):
         # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
@@ -664,19 +803,9 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         model=model,
         headers=tuple(headers.items()),
         options=tuple(options.items()),
-        system=system,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        idle_timeout=idle_timeout,
-        max_time=max_time,
-        retries=retries,
-        retry_base_delay=retry_base_delay,
-        ca_bundle=ca_bundle,
         debug=debug,
         tools=tools,
         confirm_tools=confirm,
-        max_tool_rounds=max_rounds,
-        max_tool_calls=max_calls,
         send_reasoning=send_reasoning,
         reasoning_field=reasoning_field,
         tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
@@ -689,14 +818,8 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
                      ("yes", bool(flags.get("yes"))),
                      ("no_tools", bool(flags.get("no_tools")))),
         allow_private_urls=allow_private,
-        text_tool_calls=bool(text_tool_calls),
         mcp_servers=mcp_servers,
-        max_input_bytes=max_input,
-        max_event_bytes=max_event,
-        logs_enabled=strict_bool((data.get("logs") or {}).get("enabled", True), "logs.enabled"),
         chat=tuple((data.get("chat") or {}).items()),
-        max_cost=max_cost,
-        max_tokens_total=max_tokens_total,
         spend_caps=spend_caps,
         request=tuple(request_cfg.items()),
         local=tuple(local_cfg.items()),
@@ -707,7 +830,33 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         home=home_dir(env),
         sources=tuple(sources.items()),
         warnings=tuple(warnings),
+        **fields,
     )
+
+
+def _switch(sources: Dict[str, str], name: str, *layers) -> bool:
+    """A switch is on when any (value, source) layer turns it on; sources[name] is the first that did."""
+    for value, source in layers:
+        if value:
+            sources[name] = source
+            return True
+    return False
+
+
+def _layers(file_src: str, *layers) -> str:
+    """The source of a merged value (headers, options): every (contributed, layer) that did, the
+    config file's keys grouped: "preset openrouter + config file F (providers.openrouter.headers)"."""
+    parts, keys = [], []
+    for contributed, layer in layers:
+        if not contributed:
+            continue
+        if layer.startswith(("preset ", "-")):
+            parts.append(layer)
+        else:
+            keys.append(layer)
+    if keys:
+        parts.insert(sum(1 for p in parts if p.startswith("preset ")), f"{file_src} ({' + '.join(keys)})")
+    return " + ".join(parts) or "default"
 
 
 def _user_tools_relative_to(specs, config_file):
@@ -903,7 +1052,8 @@ def write_config_template(path: str, force: bool = False) -> None:
 
 
 def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
-    """(name, value, source) rows for `llmcli config show`; keys redacted."""
+    """(name, value, source) rows for `llmcli config show`; keys redacted. Every FIELDS entry is a row
+    with the source its resolution recorded, so a new field is shown without an edit here."""
     from .secrets import redact_headers, redact_url
 
     s = settings
@@ -914,23 +1064,15 @@ def describe_settings(settings: Settings) -> List[Tuple[str, Any, str]]:
         ("base_url", redact_url(s.base_url), s.source_of("base_url")),
         ("api_key", redact_key(s.api_key) if s.api_key else None, s.source_of("api_key")),
         ("model", s.model, s.source_of("model")),
-        ("headers", redact_headers(dict(s.headers)),
-         "preset/config"),
-        ("options", dict(s.options), "config/flags"),
-        ("system", s.system, "config/flags"),
-        ("connect_timeout", s.connect_timeout, s.source_of("connect_timeout")),
-        ("timeout", s.read_timeout, s.source_of("timeout")),
-        ("idle_timeout", s.idle_timeout, s.source_of("idle_timeout")),
-        ("max_time", s.max_time, s.source_of("max_time")),
-        ("retries", s.retries, s.source_of("retries")),
-        ("tools", list(s.tools), "config/flags"),
-        ("max_tool_rounds", s.max_tool_rounds, s.source_of("max_tool_rounds")),
+        ("headers", redact_headers(dict(s.headers)), s.source_of("headers")),
+        ("options", dict(s.options), s.source_of("options")),
+    ] + [(field.name, getattr(s, field.attribute), s.source_of(field.name)) for field in FIELDS] + [
+        ("tools", list(s.tools), s.source_of("tools")),
         ("send_reasoning", f"{s.send_reasoning} (as {s.reasoning_field})", s.source_of("send_reasoning")),
-        ("confirm_tools", s.confirm_tools, "config/flags"),
-        ("allow_private_urls", s.allow_private_urls, "config/flags"),
+        ("confirm_tools", s.confirm_tools, s.source_of("confirm_tools")),
+        ("allow_private_urls", s.allow_private_urls, s.source_of("allow_private_urls")),
+        ("debug", s.debug, s.source_of("debug")),
         ("capabilities", dict(s.capabilities) or None,
          f"providers.{s.provider}.capabilities (llmcli doctor --save)" if s.capabilities else "not probed"),
-        ("max_cost", s.max_cost, s.source_of("max_cost")),
-        ("max_tokens_total", s.max_tokens_total, s.source_of("max_tokens_total")),
     ] + [(f"budget.{period}", amount, "config file") for period, amount in s.spend_caps]
     return rows
