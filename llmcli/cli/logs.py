@@ -75,12 +75,15 @@ def continued_conversation(settings, params):
     return cid, conversation_messages(last) if last else []
 
 
-def exchange_log(settings, params, messages, command, continued=None, files=None, attachments=None):
+def exchange_log(settings, params, messages, command, continued=None, files=None, attachments=None,
+                 price_now=False):
+    """The run's log entry. `price_now`: the run shows its cost anyway (-u, --json, --jsonl), so the log
+    prices it too; otherwise an exchange that needs the price table is priced when the log is read."""
     from ..run.logrecord import ExchangeLog, logging_enabled
 
     return ExchangeLog(settings, messages, command, conversation_id=continued[0] if continued else None,
                        enabled=logging_enabled(settings, params.get("no_log")), files=files,
-                       attachments=attachments)
+                       attachments=attachments, price_now=price_now)
 
 
 # --------------------------------------------------------------------------------------------

@@ -204,14 +204,15 @@ def needs_table(usage: Optional[dict], model: Optional[str], provider: Optional[
             and provider not in SELF_HOSTED)
 
 
-def cost_for_log(run) -> Tuple[Optional[Cost], Optional[list]]:
+def cost_for_log(run, price_now: bool = False) -> Tuple[Optional[Cost], Optional[list]]:
     """(cost, None) when the run's cost is known without new work, else (None, each request's usage).
 
     Importing genai-prices takes ~150 ms, thirty times what recording an exchange may add (issue 14:
     5 ms). So the log prices an exchange now only when that is free: the server reported the cost, the
-    cost is plainly unknown (no usage, a self-hosted server), or the table is already loaded because
-    the run priced itself (-u, --json, --jsonl, chat, a budget). Otherwise it keeps each request's
-    usage and model, and `logs cost` prices them at the exchange's own time (`exchange_cost`).
+    cost is plainly unknown (no usage, a self-hosted server), the table is already loaded (chat, a
+    budget), or `price_now`: the run shows its cost anyway (-u, --json, --jsonl). Otherwise it keeps
+    each request's usage and model, and `logs cost` prices them at the exchange's own time
+    (`exchange_cost`).
     """
     import sys
 
@@ -219,7 +220,8 @@ def cost_for_log(run) -> Tuple[Optional[Cost], Optional[list]]:
     if run.requests_sent > len(usages) or not usages:
         return UNKNOWN, None  # a request without usage: the sum is unknown, whatever the table says
     provider = run.settings.provider
-    if "genai_prices" in sys.modules or not any(needs_table(u, m, provider) for u, m in zip(usages, models)):
+    if price_now or "genai_prices" in sys.modules \
+            or not any(needs_table(u, m, provider) for u, m in zip(usages, models)):
         return run.cost, None
     return None, [{"model": m, "usage": u} for u, m in zip(usages, models)]
 

@@ -58,7 +58,7 @@ class ExchangeLog:
 
     def __init__(self, settings, request_messages: List[dict], command: str, conversation_id: Optional[str] = None,
                  enabled: bool = True, files: Optional[list] = None, session: Optional[str] = None,
-                 attachments: Optional[list] = None):
+                 attachments: Optional[list] = None, price_now: bool = False):
         from ..store.ids import new_id, session_key
 
         self.settings = settings
@@ -70,6 +70,7 @@ class ExchangeLog:
         self.exchange_id = new_id()
         self.files = files
         self.attachments = attachments  # this exchange's -a / /attach records (name, type, size, sha256)
+        self.price_now = price_now  # the run prices itself anyway (-u, --json): no deferred pricing
         self.session = session if session is not None else session_key()
         self.created = time.time()
         self.recorded = False
@@ -89,7 +90,7 @@ class ExchangeLog:
         timing = run.timing()
         from .cost import cost_for_log
 
-        cost, cost_usages = cost_for_log(run)
+        cost, cost_usages = cost_for_log(run, self.price_now)
         # Never the bytes of an attachment (issue 17): each data URL becomes a note naming it.
         request_messages, found = _detached(self.request_messages, self.attachments)
         response_messages, _ = _detached(after[len(self.request_messages):], self.attachments)
