@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -253,3 +254,33 @@ def test_chat_attach_and_file_are_recorded(server, isolated_env, tmp_path):
     # the session itself still holds the bytes (the next turn re-sends them); the log never does
     assert server.requests[-1].json["messages"][0]["content"][1]["type"] == "image_url"
     assert _no_bytes(json.dumps(second), png_bytes()) and _no_bytes(json.dumps(first), png_bytes())
+
+
+# --------------------------------------------------------------------------------------------
+# budget.daily / monthly also read the log
+
+
+def test_the_daily_cap_counts_what_the_log_holds_and_the_ledger_does_not(server, isolated_env, tmp_path,
+                                                                        monkeypatch):
+    """Spent before the cap was configured (no spend.json yet): the log says so, and the cap holds."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("budget: {daily: 2.00}\n")
+    monkeypatch.setenv("LLMCLI_CONFIG", str(cfg))
+    with Store(db_file(isolated_env)) as store:
+        store.record({"id": store_db.new_id(), "conversation_id": store_db.new_id(), "request_messages": [],
+                      "prompt": "earlier today", "answer": "x", "cost": {"amount": 1.5, "currency": "USD",
+                                                                          "source": "reported"}})
+        store.record({"id": store_db.new_id(time.time() - 40 * 86400), "conversation_id": store_db.new_id(),
+                      "created": time.time() - 40 * 86400, "request_messages": [], "prompt": "long ago",
+                      "answer": "y", "cost": {"amount": 100.0, "currency": "USD", "source": "reported"}})
+    server.chat([stream("ok", dict(USAGE, cost=0.5)), stream("never", USAGE)])
+    first = ask(server, "-m", "gpt-4o-mini", "-o", "max_tokens", "100", "q1")  # 1.5 + its worst case < 2
+    assert first.exit_code == 0, first
+    second = ask(server, "-m", "gpt-4o-mini", "-o", "max_tokens", "100", "q2")  # 1.5 + 0.5 = 2.00 spent
+    assert second.exit_code == 5 and len(server.requests) == 1, second
+    assert "budget.daily" in second.stderr and "$2.00" in second.stderr
+    # without the log's earlier exchange the same request would have gone out
+    from llmcli.run.budget import logged_spend
+
+    spent = logged_spend(str(isolated_env))
+    assert spent["daily"] == pytest.approx(2.0) and spent["monthly"] >= spent["daily"]
