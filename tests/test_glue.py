@@ -284,3 +284,29 @@ def test_the_daily_cap_counts_what_the_log_holds_and_the_ledger_does_not(server,
 
     spent = logged_spend(str(isolated_env))
     assert spent["daily"] == pytest.approx(2.0) and spent["monthly"] >= spent["daily"]
+
+
+def test_logs_show_prints_cost_and_attachments(server, isolated_env, tmp_path):
+    image = tmp_path / "cat.png"
+    image.write_bytes(png_bytes())
+    server.chat(stream("a cat", dict(USAGE, cost=0.25)))
+    assert ask(server, "-a", str(image), "what?").exit_code == 0
+    text = invoke("logs", "show").stdout
+    assert "$0.25 (reported)" in text and f"attached {image} (image/png, {len(png_bytes()):,} bytes)" in text
+    shown = json.loads(invoke("logs", "show", "--json").stdout)["exchanges"][0]
+    assert shown["cost"] == {"amount": 0.25, "currency": "USD", "source": "reported"}
+
+
+def test_recording_a_plain_ask_does_not_load_the_price_table(server, isolated_env):
+    """The measurement behind the choice (bench/run.py g): importing genai-prices is ~150 ms."""
+    server.chat(stream("hi", USAGE))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", "ask", "--base-url", server.base_url,
+                           "-m", "gpt-4o-mini", "q"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env=dict(os.environ))
+    assert proc.returncode == 0 and proc.stdout == "hi\n"
+    assert "llmcli.store.db" in proc.stderr  # it was recorded (so the check below can fail)
+    assert "genai_prices" not in proc.stderr
+    (usages,) = rows(isolated_env, "SELECT cost_usages FROM exchanges")[0]
+    assert json.loads(usages)[0]["usage"] == USAGE
+    doc = json.loads(invoke("logs", "show", "--json").stdout)
+    assert doc["exchanges"][0]["cost"]["source"] == "estimated"  # priced when read

@@ -353,13 +353,22 @@ def logs_show(conversation_id, json_output, messages_output, global_):
         conv = store.conversation(cid)
         exchanges = store.exchanges(cid)
     if json_output:
-        _print_json({**(conv or {"id": cid}), "exchanges": exchanges})
+        _print_json({**(conv or {"id": cid}), "exchanges": [_with_cost(ex) for ex in exchanges]})
         return
     if messages_output:
         messages = conversation_messages(exchanges[-1]) if exchanges else []
         click.echo(json.dumps(messages, ensure_ascii=False, indent=2))
         return
     _show_readable(cid, exchanges, sys.stdout)
+
+
+def _with_cost(ex: dict) -> dict:
+    """An exchange as `logs show --json` prints it: one priced out later gets its cost object too."""
+    if ex.get("cost") is not None or not (ex.get("usage") or ex.get("cost_usages")):
+        return ex
+    from ..run.cost import exchange_cost
+
+    return {**ex, "cost": exchange_cost(ex).to_dict()}
 
 
 def conversation_text(cid, exchanges) -> str:
@@ -388,6 +397,13 @@ def conversation_text(cid, exchanges) -> str:
         usage = ex.get("usage") or {}
         if usage.get("total_tokens") is not None:
             facts.append(f"{usage['total_tokens']} tokens")
+        if ex.get("cost") or usage:
+            from ..run.cost import exchange_cost
+
+            facts.append(exchange_cost(ex).shown())
+        for a in ex.get("attachments") or []:
+            size = f", {a['size']:,} bytes" if a.get("size") is not None else ""
+            facts.append(f"attached {a.get('name')} ({a.get('type')}{size})")
         if facts:
             lines += ["_" + "; ".join(facts) + "_", ""]
     return "\n".join(lines)
