@@ -1,9 +1,12 @@
 """Recording runs in the conversation log (issue 14): a ChatRun's state → one plain exchange record.
 
 `ExchangeLog` is made before a run (it allocates the conversation and exchange ids, so `--json` can
-name them) and `finish()`ed once the run has ended, however it ended. Nothing here imports sqlite3
-until something is written, and a log that cannot be written is one warning: the answer and the exit
-code never depend on it.
+name them) and `finish()`ed once the run has ended, however it ended. The record holds the run's cost as
+{amount, currency, source} (or, when pricing would mean loading the price table, each request's usage to
+price later: run/cost.py `cost_for_log`), and attachments by name, type, size and sha256: their bytes in
+the stored messages are replaced by a note naming them (prompt/attach.py `detach_parts`). Nothing here
+imports sqlite3 until something is written, and a log that cannot be written is one warning: the answer
+and the exit code never depend on it.
 """
 
 import json
@@ -147,9 +150,10 @@ class ExchangeLog:
         from ..errors import LLMCliError
 
         try:
-            record = self.record_for(run, error, exit_status, interrupted)
-            if not self.enabled:
+            if not self.enabled:  # no record to build (attachments need hashing, costs pricing)
+                self.messages_after = run.kept_conversation(error, interrupted)
                 return False
+            record = self.record_for(run, error, exit_status, interrupted)
             from ..store.db import Store, db_path
 
             store = Store(db_path(self.settings.home))
