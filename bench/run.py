@@ -373,8 +373,33 @@ class Bench:
             imp, write, close = (float(x) for x in proc.stdout.split())
         except ValueError:
             return ["could not measure the parts: " + proc.stderr.strip()[-200:]]
-        return [f"parts (in-process, median): import sqlite3 + llmcli.store.db {imp:.1f} ms; "
-                f"open + record + close {write:.1f} ms, of which close (WAL checkpoint, fsync) {close:.1f} ms"]
+        notes = [f"parts (in-process, median): import sqlite3 + llmcli.store.db {imp:.1f} ms; "
+                 f"open + record + close {write:.1f} ms, of which close (WAL checkpoint, fsync) {close:.1f} ms"]
+        return notes + self.log_cost_parts(env)
+
+    def log_cost_parts(self, env):
+        """Why the log prices an exchange later (run/cost.py cost_for_log): in a fresh child, what the
+        cost of one exchange takes now — the price table's import and lookup, for a model it does not
+        know — against keeping its usage to price when the log is read."""
+        code = (
+            "import time, types\n"
+            "import llmcli.run.logrecord, llmcli.config.settings as cs\n"
+            "from llmcli.run.cost import cost_for_log, turn_cost\n"
+            "usage = {'prompt_tokens': 9, 'completion_tokens': 5, 'total_tokens': 14}\n"
+            "run = types.SimpleNamespace(usages=[usage], usage_models=['bench-model'], requests_sent=1,\n"
+            "                            settings=cs.Settings(model='bench-model'))\n"
+            "t = time.perf_counter(); kept = cost_for_log(run); t1 = time.perf_counter()\n"
+            "cost = turn_cost(usage, 'bench-model'); t2 = time.perf_counter()\n"
+            "assert kept[0] is None and cost.source == 'unknown'\n"
+            "print((t1 - t) * 1000, (t2 - t1) * 1000)\n"
+        )
+        proc = subprocess.run([self.py, "-c", code], env=env, capture_output=True, text=True)
+        try:
+            later, now = (float(x) for x in proc.stdout.split())
+        except ValueError:
+            return ["could not measure the cost parts: " + proc.stderr.strip()[-200:]]
+        return [f"cost in the log: keeping the usage to price later {later:.2f} ms; pricing now (genai-prices "
+                f"import + lookup of an unknown model) {now:.1f} ms"]
 
     def case_h(self):
         try:

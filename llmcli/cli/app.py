@@ -284,7 +284,8 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
             raw=raw, plan=plan, show_logprobs=show_logprobs, prepared=prepared,
-            log=exchange_log(settings, params, messages, "ask", continued, file_info))
+            log=exchange_log(settings, params, messages, "ask", continued, file_info, prepared.attachments,
+                             price_now=show_usage or mode != "text"))
 
 
 def build_messages(settings, prompt_words, files, no_stdin, history_file, history=None, file_info=None,

@@ -75,11 +75,15 @@ def continued_conversation(settings, params):
     return cid, conversation_messages(last) if last else []
 
 
-def exchange_log(settings, params, messages, command, continued=None, files=None):
+def exchange_log(settings, params, messages, command, continued=None, files=None, attachments=None,
+                 price_now=False):
+    """The run's log entry. `price_now`: the run shows its cost anyway (-u, --json, --jsonl), so the log
+    prices it too; otherwise an exchange that needs the price table is priced when the log is read."""
     from ..run.logrecord import ExchangeLog, logging_enabled
 
     return ExchangeLog(settings, messages, command, conversation_id=continued[0] if continued else None,
-                       enabled=logging_enabled(settings, params.get("no_log")), files=files)
+                       enabled=logging_enabled(settings, params.get("no_log")), files=files,
+                       attachments=attachments, price_now=price_now)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,8 +162,10 @@ def logs_group(ctx):
 @click.option("-q", "--query", metavar="TEXT", help="Only conversations whose prompts or answers contain these words.")
 @click.option("--since", metavar="AGE", help="Only activity newer than AGE (e.g. 2d, 12h, 90m, 2w).")
 @click.option("--here", is_flag=True, help="Only conversations of this terminal session.")
+@click.option("--cost", "show_cost", is_flag=True,
+              help="Add each conversation's cost (reported or estimated; '≥' when some exchanges are unknown).")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON array.")
-def logs_list(count, model, query, since, here, json_output):
+def logs_list(count, model, query, since, here, show_cost, json_output):
     """Recent conversations, newest first: id prefix, local time, model, turns, first words."""
     home = _home()
     if _no_log_yet(home):
@@ -176,6 +182,10 @@ def logs_list(count, model, query, since, here, json_output):
         if query and not store.fts and not json_output:
             click.echo("llmcli: note: full-text search (FTS5) is not available in this SQLite; "
                        "searched with LIKE", err=True)
+        costs = _conversation_costs(store, [r["id"] for r in rows]) if show_cost else {}
+    if show_cost:
+        for r in rows:
+            r["cost"] = costs.get(r["id"], CostTotal()).to_dict()
     if json_output:
         _print_json(rows)
         return
@@ -185,7 +195,132 @@ def logs_list(count, model, query, since, here, json_output):
         if len(title) > 60:
             title = title[:59] + "…"
         turns = f"{r['turns']} turn{'s' if r['turns'] != 1 else ''}"
-        echo_outside(f"{short[r['id']]}  {_local_time(r['last_created'])}  {r.get('model') or '-'}  {turns}  {title}")
+        cost = f"  {costs.get(r['id'], CostTotal()).shown():>10}" if show_cost else ""
+        echo_outside(f"{short[r['id']]}  {_local_time(r['last_created'])}{cost}  {r.get('model') or '-'}  {turns}  "
+                     f"{title}")
+
+
+# --------------------------------------------------------------------------------------------
+# cost (issue 19): summed from the log
+
+
+class CostTotal:
+    """Exchanges' costs added up: the known amounts summed, the unknown ones counted (never as 0)."""
+
+    def __init__(self):
+        self.amount = 0.0
+        self.exchanges = self.reported = self.estimated = self.unknown = 0
+        self.currencies = set()
+
+    def add(self, cost) -> None:
+        self.exchanges += 1
+        if cost.amount is None:
+            self.unknown += 1
+            return
+        self.amount += cost.amount
+        self.currencies.add(cost.currency)
+        if cost.source == "reported":
+            self.reported += 1
+        else:
+            self.estimated += 1
+
+    @property
+    def priced(self) -> int:
+        return self.reported + self.estimated
+
+    @property
+    def source(self) -> str:
+        if not self.priced:
+            return "unknown"
+        return "reported" if not self.estimated else "estimated"
+
+    def to_dict(self) -> dict:
+        currency = sorted(self.currencies)[0] if len(self.currencies) == 1 else ("USD" if not self.currencies
+                                                                                  else "mixed")
+        return {"amount": round(self.amount, 10) if self.priced else None, "currency": currency,
+                "source": self.source, "exchanges": self.exchanges, "reported": self.reported,
+                "estimated": self.estimated, "unknown": self.unknown}
+
+    def shown(self) -> str:
+        """`$0.0041`, `≥$0.0041` (some exchanges unknown), `unknown`."""
+        from ..run.cost import format_usd
+
+        if not self.priced:
+            return "unknown"
+        return ("≥" if self.unknown else "") + format_usd(self.amount)
+
+
+def _conversation_costs(store, conversation_ids) -> dict:
+    from ..run.cost import exchange_cost
+
+    totals = {}
+    for ex in store.cost_rows(conversation_ids=list(conversation_ids)):
+        totals.setdefault(ex["conversation_id"], CostTotal()).add(exchange_cost(ex))
+    return totals
+
+
+def _group_key(ex, by):
+    if by == "model":
+        return ex.get("model_reported") or ex.get("model_requested") or "-"
+    if by == "provider":
+        return ex.get("provider") or "-"
+    return time.strftime("%Y-%m-%d", time.localtime(ex.get("created") or 0))
+
+
+@logs_group.command("cost")
+@click.option("--since", metavar="AGE", help="Only exchanges newer than AGE (e.g. 7d, 12h, 2w).  [default: all]")
+@click.option("--by", "by", type=click.Choice(["model", "provider", "day"]), metavar="model|provider|day",
+              help="One line per model, provider or (local) day.")
+@click.option("--json", "json_output", is_flag=True, help="Print the totals as one JSON document.")
+def logs_cost(since, by, json_output):
+    """What the logged exchanges cost: the reported or estimated amounts summed.
+
+    An exchange whose price is unknown (a model the price table does not know, a local server, no usage
+    reported) is counted as unknown, never as $0. Exchanges recorded without a price are priced from
+    their stored usage at the rates of their own date (genai-prices, pip install 'llmcli[cost]').
+
+    \b
+    Examples:
+      llmcli logs cost --since 7d            the last week's total
+      llmcli logs cost --since 30d --by day  one line per day
+      llmcli logs cost --by model --json     per model, as JSON
+    """
+    from ..run.cost import exchange_cost
+
+    home = _home()
+    cutoff = _since(since)
+    total, groups = CostTotal(), {}
+    if not _no_log_yet(home):
+        with _store(home) as store:
+            rows = store.cost_rows(since=cutoff)
+        for ex in rows:
+            cost = exchange_cost(ex)
+            total.add(cost)
+            if by:
+                groups.setdefault(_group_key(ex, by), CostTotal()).add(cost)
+    if json_output:
+        doc = {"since": cutoff and time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(cutoff)), "by": by,
+               "total": total.to_dict()}
+        if by:
+            doc["groups"] = [{by: key, **g.to_dict()} for key, g in sorted(groups.items())]
+        _print_json(doc)
+        return
+    if by:
+        width = max([len(by)] + [len(k) for k in groups])
+        echo_outside(f"{by.upper():<{width}}  {'COST':>10}  {'EXCHANGES':>9}  {'UNKNOWN':>7}")
+        for key, g in sorted(groups.items()):
+            echo_outside(f"{key:<{width}}  {g.shown():>10}  {g.exchanges:>9}  {g.unknown:>7}")
+        echo_outside(f"{'total':<{width}}  {total.shown():>10}  {total.exchanges:>9}  {total.unknown:>7}")
+        return
+    span = f"since {_local_time(cutoff)}" if cutoff else "all logged"
+    sources = ", ".join(f"{n} {what}" for n, what in ((total.reported, "reported"), (total.estimated, "estimated"))
+                        if n)
+    line = f"{total.shown()} over {total.exchanges} exchange{'s' if total.exchanges != 1 else ''} ({span})"
+    if sources:
+        line += f"; {sources}"
+    if total.unknown:
+        line += f"; {total.unknown} with cost unknown (not counted)"
+    click.echo(line)
 
 
 def _resolve_or_latest(store, conversation_id, global_):
@@ -218,13 +353,22 @@ def logs_show(conversation_id, json_output, messages_output, global_):
         conv = store.conversation(cid)
         exchanges = store.exchanges(cid)
     if json_output:
-        _print_json({**(conv or {"id": cid}), "exchanges": exchanges})
+        _print_json({**(conv or {"id": cid}), "exchanges": [_with_cost(ex) for ex in exchanges]})
         return
     if messages_output:
         messages = conversation_messages(exchanges[-1]) if exchanges else []
         click.echo(json.dumps(messages, ensure_ascii=False, indent=2))
         return
     _show_readable(cid, exchanges, sys.stdout)
+
+
+def _with_cost(ex: dict) -> dict:
+    """An exchange as `logs show --json` prints it: one priced out later gets its cost object too."""
+    if ex.get("cost") is not None or not (ex.get("usage") or ex.get("cost_usages")):
+        return ex
+    from ..run.cost import exchange_cost
+
+    return {**ex, "cost": exchange_cost(ex).to_dict()}
 
 
 def conversation_text(cid, exchanges) -> str:
@@ -253,6 +397,13 @@ def conversation_text(cid, exchanges) -> str:
         usage = ex.get("usage") or {}
         if usage.get("total_tokens") is not None:
             facts.append(f"{usage['total_tokens']} tokens")
+        if ex.get("cost") or usage:
+            from ..run.cost import exchange_cost
+
+            facts.append(exchange_cost(ex).shown())
+        for a in ex.get("attachments") or []:
+            size = f", {a['size']:,} bytes" if a.get("size") is not None else ""
+            facts.append(f"attached {a.get('name')} ({a.get('type')}{size})")
         if facts:
             lines += ["_" + "; ".join(facts) + "_", ""]
     return "\n".join(lines)

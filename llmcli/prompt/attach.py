@@ -191,3 +191,66 @@ def has_binary_parts(messages: Sequence[dict]) -> bool:
         if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") != "text" for p in content):
             return True
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# the conversation log keeps references, not bytes (issue 17)
+
+KEPT_NOTE = "[attachment not kept in the conversation log: {name} ({type}, {size:,} bytes, sha256 {sha256})]"
+
+
+def _inline_bytes(part: dict) -> Optional[Tuple[str, str, Optional[str]]]:
+    """(media type, base64 data, file name) of a content part that carries bytes, else None."""
+    kind = part.get("type")
+    if kind == "image_url":
+        url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+        if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+            head, data = url.split(",", 1)
+            return head[5:].split(";", 1)[0], data, None
+    elif kind == "file" and isinstance(part.get("file"), dict):
+        data_url_ = part["file"].get("file_data")
+        if isinstance(data_url_, str) and data_url_.startswith("data:") and ";base64," in data_url_:
+            head, data = data_url_.split(",", 1)
+            return head[5:].split(";", 1)[0], data, part["file"].get("filename")
+    elif kind == "input_audio" and isinstance(part.get("input_audio"), dict):
+        data = part["input_audio"].get("data")
+        if isinstance(data, str):
+            fmt = part["input_audio"].get("format")
+            return ("audio/wav" if fmt == "wav" else "audio/mpeg"), data, None
+    return None
+
+
+def detach_parts(messages: Sequence[dict], records: Sequence[dict] = ()) -> Tuple[List[dict], List[dict]]:
+    """(messages with every inline attachment replaced by a text note, a record of each one replaced).
+
+    The note names the attachment (name, type, size, sha256) so that a conversation read back from the
+    log (`-c`, `logs show --messages`) is still a valid request that tells the model an attachment was
+    there; its bytes were never stored, so a continued conversation does not re-send them. `records`
+    (Attachment.record()) give the names; a part that matches none is named by its file name or kind.
+    """
+    names = {r.get("sha256"): r.get("name") for r in records if isinstance(r, dict) and r.get("sha256")}
+    out: List[dict] = []
+    found: List[dict] = []
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list) or not any(isinstance(p, dict) and _inline_bytes(p) for p in content):
+            out.append(msg)
+            continue
+        parts = []
+        for part in content:
+            inline = _inline_bytes(part) if isinstance(part, dict) else None
+            if inline is None:
+                parts.append(part)
+                continue
+            media_type, data, filename = inline
+            try:
+                raw = base64.b64decode(data, validate=False)
+            except ValueError:
+                raw = data.encode("ascii", "replace")
+            digest = hashlib.sha256(raw).hexdigest()
+            record = {"name": names.get(digest) or filename or part.get("type"), "type": media_type,
+                      "size": len(raw), "sha256": digest}
+            found.append(record)
+            parts.append({"type": "text", "text": KEPT_NOTE.format(**record)})
+        out.append({**msg, "content": parts})
+    return out, found

@@ -66,6 +66,13 @@ def read_file_bytes(path: str, limit: Optional[int] = None, total: Optional[int]
         raise InputError(f"cannot read {path}: {exc.strerror or exc}")
 
 
+def file_record(name: str, text: str) -> dict:
+    """A -f / /file file as the conversation log records it: name, sha256 of its text, characters."""
+    import hashlib
+
+    return {"name": name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "chars": len(text)}
+
+
 def format_file_block(name: str, text: str) -> str:
     fence = "```"
     while fence in text:

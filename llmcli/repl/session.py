@@ -28,8 +28,8 @@ from prompt_toolkit.document import Document
 from ..run.loop import ChatRun, sum_usage
 from ..config.settings import Settings, parse_option_value
 from ..errors import Interrupted, LLMCliError, UsageError
-from ..prompt.history import (build_user_message, decode_input, dump_history, format_file_block, read_file_bytes,
-                              with_system_prompt)
+from ..prompt.history import (build_user_message, decode_input, dump_history, file_record, format_file_block,
+                              read_file_bytes, with_system_prompt)
 from ..output.render import Diagnostics, TextRenderer, color_enabled, usage_parts
 from ..run.runner import isatty
 from ..status import ExitStatus
@@ -127,6 +127,8 @@ class ChatSession:
         self.show_reasoning = show_reasoning
         self.pending_files: List[Tuple[str, str]] = []
         self.pending_attachments: list = []  # llmcli.prompt.attach.Attachment
+        self.turn_files: list = []  # records of what the last message carried, for the log
+        self.turn_attachments: list = []
         self.answers = 0
         self.last_usage: Optional[dict] = None  # the last answer's (summed over its tool rounds)
         self.usages: List[dict] = []  # every answer's, for /usage totals
@@ -158,6 +160,10 @@ class ChatSession:
         content = build_user_message(text, None, self.pending_files)
         if content is None and not self.pending_attachments:
             return Outcome()
+        # What the log records of this message (issue 17): /file files by name and sha256, /attach
+        # attachments by name, type, size and sha256; never the bytes.
+        self.turn_files = [file_record(name, body) for name, body in self.pending_files]
+        self.turn_attachments = [a.record() for a in self.pending_attachments]
         self.pending_files = []
         if self.pending_attachments:
             from ..prompt.attach import user_content
@@ -671,7 +677,9 @@ def stream_answer(session: ChatSession, diag: Diagnostics, out=None, err=None) -
 
     session.prepare(diag)
     log = ExchangeLog(settings, session.messages, "chat", conversation_id=session.conversation_id,
-                      enabled=session.log_enabled)
+                      enabled=session.log_enabled, files=session.turn_files or None,
+                      attachments=session.turn_attachments or None)
+    session.turn_files, session.turn_attachments = [], []  # a retry or the next answer carries none
     wiring = RunWiring(settings, session.messages, diag, err, budget=session.budget, mcp=getattr(session, "mcp", None))
     _sigint_raises()
     error, stopped = wiring.drive(renderer)

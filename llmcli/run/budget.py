@@ -2,7 +2,8 @@
 
 Limits: `--max-cost USD` and `--max-tokens-total N` (config `budget: {max_cost, max_tokens_total}`), per
 `ask` run across every tool round, per `chat` session across answers; and `budget: {daily, monthly}`,
-held across processes in a small ledger file in the data dir (`SpendLedger`).
+held across processes in a small ledger file in the data dir (`SpendLedger`), and never below what the
+conversation log says was spent today or this month (`logged_spend`).
 
 Before every request the worst case of that request is added to what was spent: its prompt tokens,
 estimated high (one token per 3 characters of the messages and tool schemas; real tokenizers average
@@ -66,6 +67,7 @@ class Budget:
         self.output_limit_set: Optional[int] = None  # max_tokens the budget put in the last request
         self._prices = {}
         self._reserved = 0.0  # worst case booked in the ledger for the request under way
+        self._log_extra: Optional[dict] = None  # what the conversation log knows and the ledger does not
 
     @classmethod
     def from_settings(cls, settings) -> Optional["Budget"]:
@@ -126,7 +128,7 @@ class Budget:
             allowed.append(("cost", _tokens_for(self.max_cost - self.spent_cost - prompt * price_in, price_out)))
         cap_spent = {}
         if priced and self.caps:
-            cap_spent = self.ledger.totals()
+            cap_spent = self.cap_spent()
             for period, cap in self.caps:
                 allowed.append((period, _tokens_for(cap - cap_spent[period] - prompt * price_in, price_out)))
 
@@ -165,6 +167,19 @@ class Budget:
             self._reserved = prompt * price_in + out * price_out
             self.ledger.add(self._reserved)
 
+    def cap_spent(self) -> dict:
+        """Today's and this month's spend: the ledger, raised to what the conversation log holds.
+
+        The ledger counts only runs made while a cap was configured (and books worst cases); the log
+        also holds what was spent before that, or after spend.json was removed. The difference is read
+        once per run or chat session, so this run's own spending (which the ledger counts) is never
+        counted twice, and other processes' spending still arrives through the ledger."""
+        totals = self.ledger.totals()
+        if self._log_extra is None:
+            logged = logged_spend(self.settings.home)
+            self._log_extra = {period: max(0.0, logged.get(period, 0.0) - spent) for period, spent in totals.items()}
+        return {period: spent + self._log_extra.get(period, 0.0) for period, spent in totals.items()}
+
     def abandon(self) -> None:
         """The request was not answered (refused, unreachable): give back its booked worst case."""
         if self.ledger is not None and self._reserved:
@@ -201,6 +216,36 @@ class Budget:
         if self.ledger is not None and (self._reserved or amount):
             self.ledger.add((amount or 0.0) - self._reserved)
         self._reserved = 0.0
+
+
+def logged_spend(home: Optional[str]) -> dict:
+    """{daily, monthly}: the known costs of the exchanges in the conversation log today and this month
+    (local time; an unknown cost adds nothing, as in the ledger). {} when there is no readable log."""
+    if not home:
+        return {}
+    from ..errors import StoreError
+    from ..store.db import Store, db_path
+    from .cost import exchange_cost
+
+    path = db_path(home)
+    if not os.path.exists(path):
+        return {}
+    now = time.localtime()
+    day_start = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, -1))
+    month_start = time.mktime((now.tm_year, now.tm_mon, 1, 0, 0, 0, 0, 0, -1))
+    try:
+        with Store(path, create=False) as store:
+            rows = store.cost_rows(since=month_start)
+    except (StoreError, OSError):
+        return {}  # a broken log must not stop a run: the ledger still holds
+    daily = monthly = 0.0
+    for ex in rows:
+        amount = exchange_cost(ex).amount
+        if amount:
+            monthly += amount
+            if (ex.get("created") or 0) >= day_start:
+                daily += amount
+    return {"daily": daily, "monthly": monthly}
 
 
 def _output_limit(body: dict) -> Optional[int]:

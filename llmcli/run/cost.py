@@ -72,14 +72,14 @@ def reported_cost(usage: Optional[dict]) -> Optional[Cost]:
 
 
 def turn_cost(usage: Optional[dict], model: Optional[str], provider: Optional[str] = None,
-              base_url: Optional[str] = None) -> Cost:
+              base_url: Optional[str] = None, when: Optional[float] = None) -> Cost:
     """The cost of one request from its `usage` object."""
     reported = reported_cost(usage)
     if reported is not None:
         return reported
     if not usage or not model or not _number(usage.get("prompt_tokens")):
         return UNKNOWN
-    calc = price_calculation(usage, model, provider, base_url)
+    calc = price_calculation(usage, model, provider, base_url, when)
     if calc is None:
         return UNKNOWN
     return Cost(float(calc.total_price), "estimated")
@@ -146,8 +146,10 @@ def _clean(usage: dict) -> dict:
     return out
 
 
-def price_calculation(usage: dict, model: str, provider: Optional[str] = None, base_url: Optional[str] = None):
-    """genai-prices' PriceCalculation for this usage, or None (package missing, model or provider unknown)."""
+def price_calculation(usage: dict, model: str, provider: Optional[str] = None, base_url: Optional[str] = None,
+                      when: Optional[float] = None):
+    """genai-prices' PriceCalculation for this usage, or None (package missing, model or provider unknown).
+    `when` (unix time): price at the rates of that moment (a logged exchange priced later)."""
     if provider in SELF_HOSTED:
         return None
     genai_prices, snapshot = _genai()
@@ -157,10 +159,15 @@ def price_calculation(usage: dict, model: str, provider: Optional[str] = None, b
     priced = price_usage(usage, model, snapshot, table_provider)
     if priced is None:
         return None
+    extra = {}
+    if when is not None:
+        from datetime import datetime, timezone
+
+        extra["genai_request_timestamp"] = datetime.fromtimestamp(when, tz=timezone.utc)
     try:
         if table_provider is not None:
-            return genai_prices.calc_price(priced, model, provider_id=table_provider.id)
-        return genai_prices.calc_price(priced, model)
+            return genai_prices.calc_price(priced, model, provider_id=table_provider.id, **extra)
+        return genai_prices.calc_price(priced, model, **extra)
     except (LookupError, ValueError, TypeError, ArithmeticError):
         return None
 
@@ -182,5 +189,56 @@ def token_prices(model: Optional[str], provider: Optional[str] = None,
     return float(inp.total_price) / million, float(out.total_price) / million
 
 
-def run_costs(usages: List[dict], models: List[Optional[str]], provider, base_url) -> List[Cost]:
-    return [turn_cost(u, m, provider, base_url) for u, m in zip(usages, models)]
+def run_costs(usages: List[dict], models: List[Optional[str]], provider, base_url,
+              when: Optional[float] = None) -> List[Cost]:
+    return [turn_cost(u, m, provider, base_url, when) for u, m in zip(usages, models)]
+
+
+# --------------------------------------------------------------------------------------------
+# the conversation log: a cost per exchange
+
+
+def needs_table(usage: Optional[dict], model: Optional[str], provider: Optional[str]) -> bool:
+    """Whether pricing this request would have to read the price table (and so import genai-prices)."""
+    return (reported_cost(usage) is None and bool(usage) and bool(model) and _number(usage.get("prompt_tokens"))
+            and provider not in SELF_HOSTED)
+
+
+def cost_for_log(run, price_now: bool = False) -> Tuple[Optional[Cost], Optional[list]]:
+    """(cost, None) when the run's cost is known without new work, else (None, each request's usage).
+
+    Importing genai-prices takes ~150 ms, thirty times what recording an exchange may add (issue 14:
+    5 ms). So the log prices an exchange now only when that is free: the server reported the cost, the
+    cost is plainly unknown (no usage, a self-hosted server), the table is already loaded (chat, a
+    budget), or `price_now`: the run shows its cost anyway (-u, --json, --jsonl). Otherwise it keeps
+    each request's usage and model, and `logs cost` prices them at the exchange's own time
+    (`exchange_cost`).
+    """
+    import sys
+
+    usages, models = list(run.usages), list(run.usage_models)
+    if run.requests_sent > len(usages) or not usages:
+        return UNKNOWN, None  # a request without usage: the sum is unknown, whatever the table says
+    provider = run.settings.provider
+    if price_now or "genai_prices" in sys.modules \
+            or not any(needs_table(u, m, provider) for u, m in zip(usages, models)):
+        return run.cost, None
+    return None, [{"model": m, "usage": u} for u, m in zip(usages, models)]
+
+
+def exchange_cost(exchange: dict) -> Cost:
+    """A logged exchange's cost: as stored, or priced now from its usage (at the rates of its time)."""
+    stored = exchange.get("cost")
+    if isinstance(stored, dict) and stored.get("source"):
+        amount = stored.get("amount")
+        return Cost(float(amount) if _number(amount) else None, stored["source"], stored.get("currency") or CURRENCY)
+    turns = exchange.get("cost_usages")
+    if not isinstance(turns, list):  # logged before costs were kept (schema 3): the run's summed usage
+        turns = [{"model": exchange.get("model_reported") or exchange.get("model_requested"),
+                  "usage": exchange.get("usage")}] if exchange.get("usage") else []
+    turns = [t for t in turns if isinstance(t, dict)]
+    if not turns:
+        return UNKNOWN
+    return sum_costs(turn_cost(t.get("usage") if isinstance(t.get("usage"), dict) else None, t.get("model"),
+                               exchange.get("provider"), exchange.get("base_url"), exchange.get("created"))
+                     for t in turns)

@@ -1,9 +1,12 @@
 """Recording runs in the conversation log (issue 14): a ChatRun's state → one plain exchange record.
 
 `ExchangeLog` is made before a run (it allocates the conversation and exchange ids, so `--json` can
-name them) and `finish()`ed once the run has ended, however it ended. Nothing here imports sqlite3
-until something is written, and a log that cannot be written is one warning: the answer and the exit
-code never depend on it.
+name them) and `finish()`ed once the run has ended, however it ended. The record holds the run's cost as
+{amount, currency, source} (or, when pricing would mean loading the price table, each request's usage to
+price later: run/cost.py `cost_for_log`), and attachments by name, type, size and sha256: their bytes in
+the stored messages are replaced by a note naming them (prompt/attach.py `detach_parts`). Nothing here
+imports sqlite3 until something is written, and a log that cannot be written is one warning: the answer
+and the exit code never depend on it.
 """
 
 import json
@@ -57,7 +60,8 @@ class ExchangeLog:
     """One exchange to be recorded: ids now, the record when the run is over."""
 
     def __init__(self, settings, request_messages: List[dict], command: str, conversation_id: Optional[str] = None,
-                 enabled: bool = True, files: Optional[list] = None, session: Optional[str] = None):
+                 enabled: bool = True, files: Optional[list] = None, session: Optional[str] = None,
+                 attachments: Optional[list] = None, price_now: bool = False):
         from ..store.ids import new_id, session_key
 
         self.settings = settings
@@ -68,6 +72,8 @@ class ExchangeLog:
         self.new_conversation = conversation_id is None
         self.exchange_id = new_id()
         self.files = files
+        self.attachments = attachments  # this exchange's -a / /attach records (name, type, size, sha256)
+        self.price_now = price_now  # the run prices itself anyway (-u, --json): no deferred pricing
         self.session = session if session is not None else session_key()
         self.created = time.time()
         self.recorded = False
@@ -85,6 +91,13 @@ class ExchangeLog:
         s = self.settings
         usage = run.usage
         timing = run.timing()
+        from .cost import cost_for_log
+
+        cost, cost_usages = cost_for_log(run, self.price_now)
+        # Never the bytes of an attachment (issue 17): each data URL becomes a note naming it.
+        request_messages, found = _detached(self.request_messages, self.attachments)
+        response_messages, _ = _detached(after[len(self.request_messages):], self.attachments)
+        attachments = self.attachments or _last_user_attachments(request_messages, found)
         record = {
             "id": self.exchange_id,
             "conversation_id": self.conversation_id,
@@ -92,8 +105,8 @@ class ExchangeLog:
             "session": self.session,
             "command": self.command,
             "prompt": last_user_text(self.request_messages),
-            "request_messages": self.request_messages,
-            "response_messages": after[len(self.request_messages):],
+            "request_messages": request_messages,
+            "response_messages": response_messages,
             "answer": run.content,
             "reasoning": run.reasoning or None,
             "refusal": "".join(run.refusal_parts) or None,
@@ -104,7 +117,9 @@ class ExchangeLog:
             "base_url": safe_base_url(s.base_url),
             "options": dict(s.options) or None,
             "usage": usage,
-            "cost": _reported_cost(usage),
+            # {amount, currency, source}; None: priced from cost_usages when read (run/cost.py cost_for_log)
+            "cost": cost.to_dict() if cost is not None else None,
+            "cost_usages": cost_usages,
             "first_token_ms": timing.get("first_token_ms"),
             "total_ms": timing.get("total_ms"),
             "finish_reason": run.finish_reason,
@@ -114,6 +129,7 @@ class ExchangeLog:
             # partial: the run was cut short after something arrived (a 401 before any byte is an error, not partial)
             "partial": interrupted or (failed and bool(run.content or run.reasoning or run.tool_activity)),
             "files": self.files or None,
+            "attachments": attachments or None,
         }
         secrets_ = [str(s.api_key)] if s.api_key and len(str(s.api_key)) >= 4 else []
         for name, value in s.headers:
@@ -134,9 +150,10 @@ class ExchangeLog:
         from ..errors import LLMCliError
 
         try:
-            record = self.record_for(run, error, exit_status, interrupted)
-            if not self.enabled:
+            if not self.enabled:  # no record to build (attachments need hashing, costs pricing)
+                self.messages_after = run.kept_conversation(error, interrupted)
                 return False
+            record = self.record_for(run, error, exit_status, interrupted)
             from ..store.db import Store, db_path
 
             store = Store(db_path(self.settings.home))
@@ -154,13 +171,22 @@ class ExchangeLog:
             return False
 
 
-def _reported_cost(usage: Optional[dict]) -> Optional[float]:
-    """A cost the provider reported itself (OpenRouter's usage.cost); prices of our own come later."""
-    if isinstance(usage, dict):
-        cost = usage.get("cost")
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-            return float(cost)
-    return None
+def _detached(messages: List[dict], records: Optional[list]):
+    """`messages` without attachment bytes, and a record of each part replaced (cheap when there are none)."""
+    if not any(isinstance(m.get("content"), list) for m in messages):
+        return messages, []
+    from ..prompt.attach import detach_parts
+
+    return detach_parts(messages, records or ())
+
+
+def _last_user_attachments(messages: List[dict], found: List[dict]) -> List[dict]:
+    """Without records from the caller (a --history file with images): those in the last user message."""
+    if not found:
+        return []
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    text = json.dumps(last.get("content"), ensure_ascii=False) if last else ""
+    return [r for r in found if r["sha256"] in text]
 
 
 def logging_enabled(settings, no_log: bool = False) -> bool:

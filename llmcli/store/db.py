@@ -97,7 +97,19 @@ def _v2_to_v3(conn):
     conn.execute("INSERT INTO exchanges_fts(exchanges_fts) VALUES ('rebuild')")
 
 
-MIGRATIONS = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
+def _v3_to_v4(conn):
+    """The cost as an object (issue 19: amount, currency, source reported|estimated|unknown), the usage
+    of each request for exchanges priced later, and the attachments sent (issue 17: name, type, size,
+    sha256; never the bytes). A cost already stored was the provider's own number: `reported`, USD. An
+    exchange with no cost source is priced from its usage when the log is read (`logs cost`)."""
+    conn.execute("ALTER TABLE exchanges ADD COLUMN cost_currency TEXT")
+    conn.execute("ALTER TABLE exchanges ADD COLUMN cost_source TEXT")
+    conn.execute("ALTER TABLE exchanges ADD COLUMN cost_usages TEXT")
+    conn.execute("ALTER TABLE exchanges ADD COLUMN attachments TEXT")
+    conn.execute("UPDATE exchanges SET cost_currency = 'USD', cost_source = 'reported' WHERE cost IS NOT NULL")
+
+
+MIGRATIONS = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -142,12 +154,13 @@ def migrate(conn, target: int = SCHEMA_VERSION) -> int:
 # --------------------------------------------------------------------------------------------
 # the store
 
-JSON_FIELDS = ("request_messages", "response_messages", "tool_calls", "options", "usage", "files")
+JSON_FIELDS = ("request_messages", "response_messages", "tool_calls", "options", "usage", "files", "cost_usages",
+               "attachments")
 EXCHANGE_FIELDS = (
     "id", "conversation_id", "created", "session", "command", "prompt", "request_messages", "response_messages",
     "answer", "reasoning", "refusal", "tool_calls", "model_requested", "model_reported", "provider", "base_url",
     "options", "usage", "first_token_ms", "total_ms", "finish_reason", "error_type", "error_message",
-    "exit_status", "partial", "cost", "files",
+    "exit_status", "partial", "cost", "files", "cost_currency", "cost_source", "cost_usages", "attachments",
 )
 
 
@@ -476,6 +489,22 @@ class Store:
                 if since is None or ex["created"] >= since:
                     yield {"type": "exchange", **ex}
 
+    def cost_rows(self, since: Optional[float] = None, conversation_ids: Optional[List[str]] = None) -> List[dict]:
+        """What pricing needs of each exchange (newer than `since`, or of these conversations), oldest first."""
+        where, args = [], []
+        if since is not None:
+            where.append("created >= ?")
+            args.append(since)
+        if conversation_ids is not None:
+            if not conversation_ids:
+                return []
+            where.append(f"conversation_id IN ({','.join('?' * len(conversation_ids))})")
+            args += list(conversation_ids)
+        sql = ("SELECT id, conversation_id, created, model_requested, model_reported, provider, base_url, usage, "
+               "cost, cost_currency, cost_source, cost_usages FROM exchanges"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+        return [_decode(r) for r in self._query(sql, tuple(args))]
+
     def count(self) -> Tuple[int, int]:
         rows = self._query("SELECT (SELECT COUNT(*) FROM conversations) AS c, (SELECT COUNT(*) FROM exchanges) AS e")
         return rows[0]["c"], rows[0]["e"]
@@ -488,7 +517,22 @@ def _title(prompt: Optional[str]) -> Optional[str]:
     return words[:80]
 
 
+def _cost_columns(ex: dict) -> dict:
+    """An exchange's `cost` ({amount, currency, source}, or None: priced later from its usage) as the
+    columns cost, cost_currency, cost_source. A bare number (an export from schema 3) was reported."""
+    cost = ex.get("cost")
+    if isinstance(cost, dict):
+        amount = cost.get("amount")
+        amount = float(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else None
+        return {"cost": amount, "cost_currency": cost.get("currency") or "USD", "cost_source": cost.get("source")}
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        return {"cost": float(cost), "cost_currency": ex.get("cost_currency") or "USD",
+                "cost_source": ex.get("cost_source") or "reported"}
+    return {"cost": None, "cost_currency": None, "cost_source": None}
+
+
 def _insert_exchange(ex: dict) -> Tuple[str, tuple]:
+    ex = {**ex, **_cost_columns(ex)}
     values = []
     for name in EXCHANGE_FIELDS:
         value = ex.get(name)
@@ -512,6 +556,9 @@ def _decode(row: Dict) -> dict:
             except ValueError:
                 pass
     out["partial"] = bool(out.get("partial"))
+    # One cost object, as --json shows it; None when it is to be priced from the usage (run/cost.py).
+    amount, currency, source = out.get("cost"), out.pop("cost_currency", None), out.pop("cost_source", None)
+    out["cost"] = {"amount": amount, "currency": currency or "USD", "source": source} if source else None
     return out
 
 
