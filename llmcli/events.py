@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 
-class _Value:
+class Value:
     """What `@dataclass` would generate (init, repr, ==, and hash when frozen), written once: each
     generated dataclass costs ~0.25 ms of exec() at import, paid by every run (issue 22), and these
     small event values are made per chunk, where __slots__ is also the cheaper instance."""
@@ -34,7 +34,7 @@ class _Value:
     __hash__ = None  # mutable, like a plain @dataclass
 
 
-class _FrozenValue(_Value):
+class FrozenValue(Value):
     """As @dataclass(frozen=True): assignment raises (AttributeError, as FrozenInstanceError is one)."""
 
     __slots__ = ()
@@ -54,7 +54,7 @@ _set = object.__setattr__
 # --- typed events -----------------------------------------------------------------------------
 
 
-class TextDelta(_FrozenValue):
+class TextDelta(FrozenValue):
     """A piece of the answer (the only thing that goes to stdout)."""
 
     __slots__ = ("text",)
@@ -64,7 +64,7 @@ class TextDelta(_FrozenValue):
         _set(self, "text", text)
 
 
-class ReasoningDelta(_FrozenValue):
+class ReasoningDelta(FrozenValue):
     """A piece of the model's reasoning: stderr at most, never stdout (PROTOCOL.md §2)."""
 
     __slots__ = ("text",)
@@ -74,7 +74,7 @@ class ReasoningDelta(_FrozenValue):
         _set(self, "text", text)
 
 
-class RefusalDelta(_FrozenValue):
+class RefusalDelta(FrozenValue):
     """A piece of a refusal: a warning on stderr, never printed as the answer (PROTOCOL.md §2)."""
 
     __slots__ = ("text",)
@@ -84,7 +84,7 @@ class RefusalDelta(_FrozenValue):
         _set(self, "text", text)
 
 
-class UsageUpdate(_FrozenValue):
+class UsageUpdate(FrozenValue):
     """A non-null `usage` object arrived; the last one wins."""
 
     __slots__ = ("usage",)
@@ -94,7 +94,7 @@ class UsageUpdate(_FrozenValue):
         _set(self, "usage", usage)
 
 
-class FinishReason(_FrozenValue):
+class FinishReason(FrozenValue):
     """The choice's `finish_reason` arrived (stop, length, tool_calls, content_filter, ...)."""
 
     __slots__ = ("reason",)
@@ -104,7 +104,7 @@ class FinishReason(_FrozenValue):
         _set(self, "reason", reason)
 
 
-class ToolCallDelta(_FrozenValue):
+class ToolCallDelta(FrozenValue):
     """A piece of a tool call while it streams, for UIs that show a call forming (`--jsonl`).
 
     `index` is the call's position in the turn (0, 1, …: the order of the complete calls that follow),
@@ -126,7 +126,7 @@ class ToolCallDelta(_FrozenValue):
         _set(self, "arguments", arguments)
 
 
-class TokenLogprobs(_FrozenValue):
+class TokenLogprobs(FrozenValue):
     """The logprobs of the tokens of the TextDelta that follows it (chat `logprobs: true`): OpenAI's
     `choices[].logprobs.content` entries, `{token, logprob, bytes, top_logprobs: [...]}`, as sent."""
 
@@ -137,7 +137,7 @@ class TokenLogprobs(_FrozenValue):
         _set(self, "entries", entries)
 
 
-class CompletionChunk(_FrozenValue):
+class CompletionChunk(FrozenValue):
     """One choice's piece of a legacy `/completions` stream (`llmcli complete`): its text, and the token
     ids and logprobs the server sent with it (vLLM's `return_token_ids`, `logprobs: N`)."""
 
@@ -238,7 +238,7 @@ class TurnResult:
 # --- what the loop and the transport emit around turns ---------------------------------------
 
 
-class Retrying(_Value):
+class Retrying(Value):
     """Emitted before a back-off sleep."""
 
     __slots__ = ("attempt", "delay", "reason")
@@ -278,7 +278,7 @@ class ToolActivity:
         return self.output or ""
 
 
-class ToolStarted(_Value):
+class ToolStarted(Value):
     __slots__ = ("activity",)
     activity: ToolActivity
 
@@ -286,7 +286,7 @@ class ToolStarted(_Value):
         self.activity = activity
 
 
-class ToolFinished(_Value):
+class ToolFinished(Value):
     __slots__ = ("activity",)
     activity: ToolActivity
 
@@ -294,7 +294,7 @@ class ToolFinished(_Value):
         self.activity = activity
 
 
-class TurnDone(_Value):
+class TurnDone(Value):
     __slots__ = ("turn", "round")
     turn: TurnResult
     round: int
@@ -304,7 +304,7 @@ class TurnDone(_Value):
         self.round = round
 
 
-class RunWarning(_Value):
+class RunWarning(Value):
     __slots__ = ("message",)
     message: str
 
