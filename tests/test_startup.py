@@ -232,3 +232,36 @@ def test_per_chunk_values_are_not_generated_dataclasses():
     retry = events.Retrying(1, 0.5, "HTTP 503")
     retry.delay = 1.0  # the non-frozen ones stay assignable, as plain dataclasses were
     assert retry == events.Retrying(1, 1.0, "HTTP 503")
+
+
+@pytest.mark.parametrize("command", ["ask", "config"])
+def test_the_collector_is_off_for_start_up_only(server, command):
+    """Start-up runs without the cyclic GC (no collection at all in a plain ask, issue 22); every
+    command gets it back, ask once its transport is built, before the stream."""
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    code = ("import atexit, gc, sys\n"
+            "count = [0]\n"
+            "gc.callbacks.append(lambda phase, info: count.__setitem__(0, count[0] + (phase == 'start')))\n"
+            "import llmcli.run.runner as runner\n"
+            "drive = runner.RunWiring.drive\n"
+            "def traced(self, *a, **k):\n"
+            "    print('collections before the run:', count[0], 'enabled during it:', gc.isenabled(),"
+            " file=sys.stderr)\n"
+            "    return drive(self, *a, **k)\n"
+            "runner.RunWiring.drive = traced\n"
+            "atexit.register(lambda: print('collections:', count[0], 'enabled at exit:', gc.isenabled(),"
+            " file=sys.stderr))\n"
+            "sys.argv = ['llmcli'] + sys.argv[1:]\n"
+            "from llmcli.__main__ import main\n"
+            "count[0] = 0\n"
+            "main()\n")
+    args = (["ask", "--base-url", server.base_url, "--no-log", "q"] if command == "ask" else ["config", "show"])
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "enabled at exit: True" in proc.stderr
+    if command == "ask":
+        assert proc.stdout == "hi\n", proc.stderr[-300:]
+        assert "collections before the run: 0 enabled during it: True" in proc.stderr, proc.stderr[-300:]
