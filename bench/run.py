@@ -59,6 +59,18 @@ def launcher(tmp):
     return _LAUNCHER[0]
 
 
+def compile_llmcli():
+    """Byte-compile the llmcli that will run, as `pip install` does: from a checkout under
+    PYTHONDONTWRITEBYTECODE=1 each run would otherwise recompile its ~30 modules (~50 ms of (b))."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("llmcli")
+    if spec and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            compileall.compile_dir(location, quiet=1)
+
+
 def run_process(argv, env, on_pty=False, stdin_data=None):
     """Run argv to completion; wall, CPU and peak RSS of the child itself (wait4), its stdout."""
     spawn = _LAUNCHER[0] if _LAUNCHER else None
@@ -123,18 +135,6 @@ def run_process(argv, env, on_pty=False, stdin_data=None):
         os.unlink(usage_file)
         cpu, rss_kb, proc.returncode = float(utime) + float(stime), int(rss_kb), int(code)
     return Sample(wall, cpu, rss_kb / 1024, b"".join(chunks), first[0], proc.returncode)
-
-
-def compile_llmcli():
-    """Byte-compile the llmcli that will run, as `pip install` does: from a checkout under
-    PYTHONDONTWRITEBYTECODE=1 each run would otherwise recompile its ~30 modules (~50 ms of (b))."""
-    import compileall
-    import importlib.util
-
-    spec = importlib.util.find_spec("llmcli")
-    if spec and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            compileall.compile_dir(location, quiet=1)
 
 
 def interleaved(variants, reps, check=None):
