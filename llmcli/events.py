@@ -11,46 +11,100 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
+
+class Value:
+    """What `@dataclass` would generate (init, repr, ==, and hash when frozen), written once: each
+    generated dataclass costs ~0.25 ms of exec() at import, paid by every run (issue 22), and these
+    small event values are made per chunk, where __slots__ is also the cheaper instance."""
+
+    __slots__ = ()
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __repr__(self):
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    __hash__ = None  # mutable, like a plain @dataclass
+
+
+class FrozenValue(Value):
+    """As @dataclass(frozen=True): assignment raises (AttributeError, as FrozenInstanceError is one)."""
+
+    __slots__ = ()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field {name!r}")
+
+
+_set = object.__setattr__
+
 # --- typed events -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TextDelta:
+class TextDelta(FrozenValue):
     """A piece of the answer (the only thing that goes to stdout)."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str):
+        _set(self, "text", text)
 
-@dataclass(frozen=True)
-class ReasoningDelta:
+
+class ReasoningDelta(FrozenValue):
     """A piece of the model's reasoning: stderr at most, never stdout (PROTOCOL.md §2)."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str):
+        _set(self, "text", text)
 
-@dataclass(frozen=True)
-class RefusalDelta:
+
+class RefusalDelta(FrozenValue):
     """A piece of a refusal: a warning on stderr, never printed as the answer (PROTOCOL.md §2)."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str):
+        _set(self, "text", text)
 
-@dataclass(frozen=True)
-class UsageUpdate:
+
+class UsageUpdate(FrozenValue):
     """A non-null `usage` object arrived; the last one wins."""
 
+    __slots__ = ("usage",)
     usage: dict
 
+    def __init__(self, usage: dict):
+        _set(self, "usage", usage)
 
-@dataclass(frozen=True)
-class FinishReason:
+
+class FinishReason(FrozenValue):
     """The choice's `finish_reason` arrived (stop, length, tool_calls, content_filter, ...)."""
 
+    __slots__ = ("reason",)
     reason: str
 
+    def __init__(self, reason: str):
+        _set(self, "reason", reason)
 
-@dataclass(frozen=True)
-class ToolCallDelta:
+
+class ToolCallDelta(FrozenValue):
     """A piece of a tool call while it streams, for UIs that show a call forming (`--jsonl`).
 
     `index` is the call's position in the turn (0, 1, …: the order of the complete calls that follow),
@@ -59,30 +113,48 @@ class ToolCallDelta:
     decoder is asked to (`StreamDecoder.emit_tool_call_deltas`): the complete call is the contract.
     """
 
+    __slots__ = ("index", "id", "name", "arguments")
     index: int
     id: Optional[str]
     name: Optional[str]
     arguments: str
 
+    def __init__(self, index: int, id: Optional[str], name: Optional[str], arguments: str):
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "arguments", arguments)
 
-@dataclass(frozen=True)
-class TokenLogprobs:
+
+class TokenLogprobs(FrozenValue):
     """The logprobs of the tokens of the TextDelta that follows it (chat `logprobs: true`): OpenAI's
     `choices[].logprobs.content` entries, `{token, logprob, bytes, top_logprobs: [...]}`, as sent."""
 
+    __slots__ = ("entries",)
     entries: list
 
+    def __init__(self, entries: list):
+        _set(self, "entries", entries)
 
-@dataclass(frozen=True)
-class CompletionChunk:
+
+class CompletionChunk(FrozenValue):
     """One choice's piece of a legacy `/completions` stream (`llmcli complete`): its text, and the token
     ids and logprobs the server sent with it (vLLM's `return_token_ids`, `logprobs: N`)."""
 
+    __slots__ = ("index", "text", "token_ids", "logprobs", "finish_reason")
     index: int
     text: str
-    token_ids: Optional[list] = None
-    logprobs: Optional[dict] = None
-    finish_reason: Optional[str] = None
+    token_ids: Optional[list]
+    logprobs: Optional[dict]
+    finish_reason: Optional[str]
+
+    def __init__(self, index: int, text: str, token_ids: Optional[list] = None, logprobs: Optional[dict] = None,
+                 finish_reason: Optional[str] = None):
+        _set(self, "index", index)
+        _set(self, "text", text)
+        _set(self, "token_ids", token_ids)
+        _set(self, "logprobs", logprobs)
+        _set(self, "finish_reason", finish_reason)
 
 
 StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, FinishReason, ToolCallDelta,
@@ -166,13 +238,19 @@ class TurnResult:
 # --- what the loop and the transport emit around turns ---------------------------------------
 
 
-@dataclass
-class Retrying:
+class Retrying(Value):
     """Emitted before a back-off sleep."""
+
+    __slots__ = ("attempt", "delay", "reason")
 
     attempt: int  # the attempt that failed, 1-based
     delay: float
     reason: str
+
+    def __init__(self, attempt: int, delay: float, reason: str):
+        self.attempt = attempt
+        self.delay = delay
+        self.reason = reason
 
 
 @dataclass
@@ -200,25 +278,38 @@ class ToolActivity:
         return self.output or ""
 
 
-@dataclass
-class ToolStarted:
+class ToolStarted(Value):
+    __slots__ = ("activity",)
     activity: ToolActivity
 
+    def __init__(self, activity: ToolActivity):
+        self.activity = activity
 
-@dataclass
-class ToolFinished:
+
+class ToolFinished(Value):
+    __slots__ = ("activity",)
     activity: ToolActivity
 
+    def __init__(self, activity: ToolActivity):
+        self.activity = activity
 
-@dataclass
-class TurnDone:
+
+class TurnDone(Value):
+    __slots__ = ("turn", "round")
     turn: TurnResult
     round: int
 
+    def __init__(self, turn: TurnResult, round: int):
+        self.turn = turn
+        self.round = round
 
-@dataclass
-class RunWarning:
+
+class RunWarning(Value):
+    __slots__ = ("message",)
     message: str
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 

@@ -167,3 +167,102 @@ def test_an_image_attachment_does_not_import_pypdf(tmp_path):
                                    "-a", str(path), "hi")
     assert proc.returncode == 6, proc.stderr[-500:]
     assert "pypdf" not in names and "yaml" not in names
+
+
+
+# What a plain ask must not import (issue 22): each is needed only by an option the ask did not use.
+PLAIN_ASK_LAZY = {"llmcli.prompt.transcripts",  # --history FILE (its format names live in prompt.history)
+                  "llmcli.prompt.attach", "llmcli.prompt.templates", "llmcli.run.structured",  # -a, -t, --schema
+                  "llmcli.output.markdown", "llmcli.run.cost", "llmcli.tools.mcp",  # --render, -u, MCP
+                  "llmcli.store.db", "sqlite3",  # the log, under --no-log
+                  "llmcli.cli.doctor", "llmcli.cli.batch", "llmcli.repl.session"}  # other commands
+
+
+def imported_module_names(*args):
+    """Full dotted names (imported_modules keeps top-level packages only)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llmcli", *args], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return proc, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                  if line.startswith("import time:") and "|" in line}
+
+
+def test_plain_ask_imports_none_of_the_lazy_modules(server):
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    proc, modules = imported_module_names("ask", "--base-url", server.base_url, "-m", "m", "--no-log", "hello")
+    assert proc.returncode == 0 and proc.stdout == "hi\n", proc.stderr[-2000:]
+    assert "llmcli.prompt.history" in modules and "llmcli.run.loop" in modules  # the measurement works
+    assert not modules & PLAIN_ASK_LAZY, sorted(modules & PLAIN_ASK_LAZY)
+    assert not modules & (set(HEAVY) - {"requests", "urllib3", "sseclient"}), sorted(modules & set(HEAVY))
+
+
+def test_a_history_file_still_loads_the_transcript_parsers(server, tmp_path):
+    """The other side of the check above (so it can fail): --history imports the parsers and uses them."""
+    import json
+
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps([{"role": "user", "content": "before"}, {"role": "assistant", "content": "ok"}]))
+    proc, modules = imported_module_names("ask", "--base-url", server.base_url, "--no-log", "--history",
+                                          str(history), "q")
+    assert proc.returncode == 0 and proc.stdout == "hi\n", proc.stderr[-500:]
+    assert "llmcli.prompt.transcripts" in modules
+    assert server.requests[-1].json["messages"][0]["content"] == "before"
+
+
+def test_per_chunk_values_are_not_generated_dataclasses():
+    """Each @dataclass costs ~0.25 ms of exec() at the import every run pays; the values made per chunk
+    are plain __slots__ classes with the same ==, hash, repr and frozenness (llmcli.events.Value)."""
+    import dataclasses
+
+    from llmcli import events
+    from llmcli.wire.sse import SSEEvent
+
+    for value in (events.TextDelta("x"), events.ReasoningDelta("x"), events.UsageUpdate({}),
+                  events.FinishReason("stop"), events.ToolCallDelta(0, None, None, ""), SSEEvent()):
+        assert not dataclasses.is_dataclass(value) and not hasattr(value, "__dict__"), value
+    assert events.TextDelta("a") == events.TextDelta("a") != events.TextDelta("b")
+    assert events.TextDelta("a") != events.ReasoningDelta("a")
+    assert hash(events.TextDelta("a")) == hash(events.TextDelta("a"))
+    assert repr(SSEEvent(data="d")) == "SSEEvent(event='message', data='d', id=None)"
+    with pytest.raises(AttributeError):
+        events.TextDelta("a").text = "b"
+    retry = events.Retrying(1, 0.5, "HTTP 503")
+    retry.delay = 1.0  # the non-frozen ones stay assignable, as plain dataclasses were
+    assert retry == events.Retrying(1, 1.0, "HTTP 503")
+
+
+@pytest.mark.parametrize("command", ["ask", "config"])
+def test_the_collector_is_off_for_start_up_only(server, command):
+    """Start-up runs without the cyclic GC (no collection at all in a plain ask, issue 22); every
+    command gets it back, ask once its transport is built, before the stream."""
+    from localserver import Reply, text_stream
+
+    server.chat(Reply(pieces=text_stream("hi")))
+    code = ("import atexit, gc, sys\n"
+            "count = [0]\n"
+            "gc.callbacks.append(lambda phase, info: count.__setitem__(0, count[0] + (phase == 'start')))\n"
+            "import llmcli.run.runner as runner\n"
+            "drive = runner.RunWiring.drive\n"
+            "def traced(self, *a, **k):\n"
+            "    print('collections before the run:', count[0], 'enabled during it:', gc.isenabled(),"
+            " file=sys.stderr)\n"
+            "    return drive(self, *a, **k)\n"
+            "runner.RunWiring.drive = traced\n"
+            "atexit.register(lambda: print('collections:', count[0], 'enabled at exit:', gc.isenabled(),"
+            " file=sys.stderr))\n"
+            "sys.argv = ['llmcli'] + sys.argv[1:]\n"
+            "from llmcli.__main__ import main\n"
+            "count[0] = 0\n"
+            "main()\n")
+    args = (["ask", "--base-url", server.base_url, "--no-log", "q"] if command == "ask" else ["config", "show"])
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "enabled at exit: True" in proc.stderr
+    if command == "ask":
+        assert proc.stdout == "hi\n", proc.stderr[-300:]
+        assert "collections before the run: 0 enabled during it: True" in proc.stderr, proc.stderr[-300:]

@@ -189,6 +189,17 @@ class PipeClosed(Exception):
     """stdout's reader went away (`| head -1`)."""
 
 
+def gc_after_start_up():
+    """The cyclic GC back on, after start-up ran without it (llmcli/__main__.py): what was imported
+    lives until exit, so it is frozen (never scanned again) and the stream, the REPL or a batch
+    collect as usual."""
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 class LLMCliGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
@@ -200,6 +211,12 @@ class LLMCliGroup(click.Group):
             module, attr = LAZY_COMMANDS[name]
             self.add_command(getattr(importlib.import_module(f"{__package__}.{module}"), attr), name)
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if name != "ask":  # ask keeps the GC off until its transport is built (run_ask)
+            gc_after_start_up()
+        return name, command, rest
 
     def invoke(self, ctx):
         # click turns EPIPE into exit 1; a closed pipe is not a failure of ours, so take it first.
@@ -388,6 +405,7 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     wiring.run.tool_call_deltas = mode == "jsonl"
     if plan is not None:
         wiring.run = plan.wrap(wiring.run)
+    gc_after_start_up()  # everything is imported now (requests included): the run proper collects as usual
     announce_local_model(settings, wiring.run.transport, diag)
     if prepared is not None:
         from .request import report_prepared

@@ -4,7 +4,7 @@ context window. Kept here so that app.py applies them with one line and calls on
 
 import click
 
-from ..prompt.transcripts import FORMATS
+from ..prompt.history import FORMATS  # not transcripts: a plain ask parses no history
 
 
 def history_format_options(f):

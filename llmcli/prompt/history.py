@@ -10,6 +10,9 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 
+# The --history-format names; parsed by prompt/transcripts.py, named here so that defining the option
+# (cli/request.py) does not import the parsers and their regular expressions (issue 22).
+FORMATS = ("auto", "openai", "transcript", "markdown", "llm", "aichat")
 VALID_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 

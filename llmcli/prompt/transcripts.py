@@ -17,9 +17,7 @@ import re
 from typing import List, Optional
 
 from ..errors import InputError
-from .history import normalise_message, parse_history
-
-FORMATS = ("auto", "openai", "transcript", "markdown", "llm", "aichat")
+from .history import FORMATS, normalise_message, parse_history
 
 NAME_FIELD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BRACKET_LABEL = re.compile(r"^\[([^\]\n]{1,64})\]:?[ \t]?(.*)$")

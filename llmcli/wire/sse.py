@@ -32,10 +32,11 @@ skips them and the spec treats them as fields with unknown names, which are igno
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional
 
 import sseclient
+
+from ..events import FrozenValue
 
 __all__ = ["SSEEvent", "SSEDecoder", "EventTooLarge", "iter_sse_events", "DEFAULT_MAX_EVENT_BYTES"]
 
@@ -63,17 +64,25 @@ _MAX_DATA_LINES_PER_PARSE = 64
 _SENTINEL_LINE = "data"
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(FrozenValue):
     """One dispatched event.
 
     `id` is the spec's last event ID: it persists across events until a later `id` field changes it;
     None when no id was ever set (or it was reset with an empty `id` field).
     """
 
-    event: str = "message"
-    data: str = ""
-    id: Optional[str] = None
+    __slots__ = ("event", "data", "id")
+    event: str
+    data: str
+    id: Optional[str]
+
+    def __init__(self, event: str = "message", data: str = "", id: Optional[str] = None):
+        _set(self, "event", event)
+        _set(self, "data", data)
+        _set(self, "id", id)
+
+
+_set = object.__setattr__
 
 
 class SSEDecoder:
