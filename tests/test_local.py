@@ -259,6 +259,15 @@ def test_ask_with_no_provider_answers_with_the_local_model():
 
 
 @needs_model
+def test_quiet_drops_the_local_model_note():
+    r = invoke("ask", "-q", "-o", "max_tokens", "5", QUESTION)
+    assert r.exit_code == 0 and r.stdout.strip(), r
+    assert "answering with the local model" not in r.stderr and "no provider configured" not in r.stderr
+    r = invoke("ask", "-o", "max_tokens", "5", QUESTION)  # the same without -q: the check above can fail
+    assert "no provider configured" in r.stderr
+
+
+@needs_model
 def test_no_note_when_the_local_provider_was_chosen():
     r = invoke("ask", "-p", "local", "-o", "max_tokens", "5", QUESTION)
     assert r.exit_code == 0, r

@@ -265,6 +265,8 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
 @click.option("--raw", is_flag=True,
               help="On a terminal, print the answer's control characters as they are (by default escape "
                    "sequences from the server are shown as ^[ and the like; pipes always get exact bytes).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No notices on stderr (such as which local model answers); warnings and errors still show.")
 @scripting_options
 @template_options
 @logprob_options
@@ -272,7 +274,7 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
 @ask_request_options
 @history_format_options
 def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usage, show_reasoning, render_markdown,
-        save_path, raw, **params):
+        save_path, raw, quiet, **params):
     """Ask once; the answer streams to stdout.
 
     The message is built from, in order: each -f FILE (as a fenced block headed by its name), piped
@@ -300,7 +302,7 @@ def ask(prompt, files, no_stdin, json_output, jsonl_output, no_stream, show_usag
         mode = "text"
     run_ask(settings, messages, mode, stream=not no_stream, show_usage=show_usage, show_reasoning=show_reasoning,
             save_path=save_path, pre_warnings=list(settings.warnings) + input_warnings, render_markdown=render_markdown,
-            raw=raw, plan=plan, show_logprobs=show_logprobs, prepared=prepared,
+            raw=raw, plan=plan, show_logprobs=show_logprobs, prepared=prepared, quiet=quiet,
             log=exchange_log(settings, params, messages, "ask", continued, file_info, prepared.attachments,
                              price_now=show_usage or mode != "text"))
 
@@ -379,7 +381,7 @@ def build_messages(settings, prompt_words, files, no_stdin, history_file, histor
 
 def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reasoning=None, save_path=None,
             pre_warnings=(), transport=None, render_markdown=False, raw=False, plan=None, show_logprobs=False,
-            log=None, prepared=None):
+            log=None, prepared=None, quiet=False):
     from ..errors import Interrupted
     from ..output.render import Diagnostics, JSONLRenderer, JSONRenderer, TextRenderer, color_enabled
     from ..run.runner import RunWiring, Terminated, announce_local_model, isatty
@@ -406,7 +408,8 @@ def run_ask(settings, messages, mode, stream=True, show_usage=False, show_reason
     if plan is not None:
         wiring.run = plan.wrap(wiring.run)
     gc_after_start_up()  # everything is imported now (requests included): the run proper collects as usual
-    announce_local_model(settings, wiring.run.transport, diag)
+    if not quiet:
+        announce_local_model(settings, wiring.run.transport, diag)
     if prepared is not None:
         from .request import report_prepared
 
