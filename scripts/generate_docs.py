@@ -296,8 +296,13 @@ def man_page(command: click.Command, ctx: click.Context) -> str:
     lines += help_blocks(command.help or "")
     if is_main:
         lines += [".PP", text_line(PRECEDENCE)]
-    if command.epilog and command.epilog != EXIT_CODES_HELP:
-        lines += help_blocks(command.epilog)
+    epilog = command.epilog or ""
+    has_exit_codes = epilog == EXIT_CODES_HELP or epilog.endswith("\n\n" + EXIT_CODES_HELP)
+    examples = None
+    if epilog.startswith("\b\nExamples:\n"):
+        examples = epilog[len("\b\nExamples:\n"):].split("\n\n" + EXIT_CODES_HELP)[0]
+    elif epilog and not has_exit_codes:
+        lines += help_blocks(epilog)
 
     if isinstance(command, click.Group):
         lines.append(".SH COMMANDS")
@@ -332,7 +337,9 @@ def man_page(command: click.Command, ctx: click.Context) -> str:
         lines.append(".SH FILES")
         for path, meaning in FILES:
             lines += [".TP", italic(path), text_line(meaning)]
-    if command.epilog == EXIT_CODES_HELP or is_main:
+    if examples:
+        lines += [".SH EXAMPLES", ".nf"] + [text_line(line.strip()) for line in examples.splitlines()] + [".fi"]
+    if has_exit_codes or is_main:
         lines.append('.SH "EXIT STATUS"')
         lines += exit_status_lines()
 

@@ -33,6 +33,30 @@ Exit codes:
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
 
+
+def with_examples(*examples: str) -> str:
+    """An epilog: an Examples block (click keeps its lines as written), then the exit codes. The man
+    pages render the block as EXAMPLES (scripts/generate_docs.py)."""
+    return "\b\nExamples:\n" + "\n".join("  " + line for line in examples) + "\n\n" + EXIT_CODES_HELP
+
+
+ASK_EPILOG = with_examples(
+    'llmcli ask "What is the capital of France?"',
+    'cat notes.md | llmcli ask "summarise in three bullets"',
+    'llmcli ask -c "and in French?"                 # continue the latest conversation here',
+    "llmcli ask -p openrouter -m openai/gpt-4o-mini -u \"hello\"",
+    "llmcli ask --json -T web_search \"news about llama.cpp\" | jq .content",
+    "llmcli ask --schema 'city, country' \"Where is the Eiffel tower?\"",
+    'llmcli ask -a photo.png "what is in this picture?"',
+    'git diff --staged | llmcli ask -t commit-message',
+)
+CHAT_EPILOG = with_examples(
+    "llmcli chat",
+    "llmcli chat -p openrouter -m anthropic/claude-sonnet-4 --tools",
+    "llmcli chat -c                                   # resume the latest conversation here",
+    "llmcli chat --history notes.json --mcp 'uvx mcp-server-time'",
+)
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -243,7 +267,7 @@ def cli():
 from .mcp import mcp_options  # noqa: E402 (imports only click)
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=ASK_EPILOG)
 @click.argument("prompt", nargs=-1)
 @connection_options
 @request_options
@@ -538,7 +562,7 @@ def _silence_stdout():
 
 # --------------------------------------------------------------------------------------------
 # chat
-@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=CHAT_EPILOG)
 @click.argument("message", nargs=-1)
 @connection_options
 @request_options
