@@ -281,3 +281,46 @@ def test_usage_flag_with_and_without_server_usage(server, llmcli):
     assert "tokens: 5 in / 4 out · 9 total · cost unknown ·" in r.stderr
     r = llmcli("-u", "q")
     assert "tokens: not reported by the server;" in r.stderr
+
+
+def test_a_preset_without_its_key_is_refused_before_any_request(monkeypatch):
+    for name in ("OPENAI_API_KEY", "LLMCLI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    r = invoke("ask", "-p", "openai", "--retries", "0", "q")
+    assert r.exit_code == 3, r
+    assert r.stderr.strip() == ("llmcli: error: no API key for openai: set OPENAI_API_KEY, pass --api-key, or store "
+                                "one with 'llmcli keys set openai'")
+    # the preset pointed at one's own proxy may need no key: then the request goes out
+    r = invoke("ask", "-p", "openai", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0", "q")
+    assert r.exit_code == 6 and "no API key" not in r.stderr
+
+
+def test_config_show_works_with_two_provider_keys(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-one-0123456789")
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-two-0123456789")
+    r = invoke("ask", "q")
+    assert r.exit_code == 3 and "several provider keys are set (OPENAI_API_KEY, GROQ_API_KEY)" in r.stderr
+    assert "-p/--provider" in r.stderr
+    r = invoke("config", "show")
+    assert r.exit_code == 0 and "base_url" in r.stdout and "several provider keys" in r.stderr
+    assert "sk-one-0123456789" not in r.stdout + r.stderr
+
+
+def test_a_refused_loopback_port_is_not_retried():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    for host in ("127.0.0.1", "localhost"):
+        r = invoke("ask", "--base-url", f"http://{host}:{port}/v1", "--retries", "3", "q")
+        assert r.exit_code == 6 and "connection refused" in r.stderr
+        assert "retrying" not in r.stderr, r.stderr
+
+
+def test_loopback_detection():
+    from llmcli.wire.client import _is_loopback
+
+    assert _is_loopback("127.0.0.1:8080") and _is_loopback("localhost:1") and _is_loopback("[::1]:8080")
+    assert _is_loopback("127.0.0.2") and not _is_loopback("10.0.0.1:80") and not _is_loopback("example.com:443")

@@ -745,8 +745,16 @@ def config_show(json_output, **params):
     import json
 
     from ..config.settings import describe_settings
+    from ..errors import ConfigError
 
-    settings = settings_from_params(params)
+    try:
+        settings = settings_from_params(params)
+    except ConfigError as exc:
+        if "several provider keys are set" not in str(exc):
+            raise
+        # Showing the settings must work in exactly the case where choosing fails: say why, show the rest.
+        click.echo(f"llmcli: warning: {exc}", err=True)
+        settings = settings_from_params(params, need_provider=False)
     rows = describe_settings(settings)
     if json_output:
         click.echo(json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2))

@@ -22,9 +22,24 @@ def make_transport(settings, recorder=None, run_deadline=None, on_fetch=None):
         return LocalTransport(settings, run_deadline=run_deadline, on_fetch=on_fetch)
     if not settings.base_url:
         raise ConfigError("no base URL: pass --base-url, set LLMCLI_BASE_URL, or choose a provider with -p")
+    missing_key(settings)
     from ..wire.client import HTTPTransport
 
     return HTTPTransport(settings, recorder=recorder, run_deadline=run_deadline)
+
+
+def missing_key(settings) -> None:
+    """A preset that needs a key, used at its own URL with none found: say so before any request (a 401
+    from the provider would only come after a round trip, and reads less clearly)."""
+    from ..config.settings import PRESETS
+
+    preset = PRESETS.get(settings.provider or "")
+    if settings.api_key or preset is None or not preset.needs_key:
+        return
+    if (settings.base_url or "").rstrip("/") != preset.base_url.rstrip("/"):
+        return  # another URL (a proxy of one's own) may need no key
+    raise ConfigError(f"no API key for {settings.provider}: set {preset.key_env}, pass --api-key, or store one with "
+                      f"'llmcli keys set {settings.provider}'")
 
 
 def announce_local_model(settings, transport, diag):

@@ -602,7 +602,34 @@ def request_failure(exc, host: str, connect_timeout: float, read_timeout: float)
         return (TimeoutExpired(f"{host} accepted the connection but sent no response within {read_timeout:g} s"),
                 "no response (read timeout)")
     error = NetworkError(_connection_message(exc, host))
+    if _refused(exc) and _is_loopback(host):
+        # Nothing listens on that port of this machine: waiting and trying again only delays the answer.
+        return error, None
     return error, str(error)
+
+
+def _refused(exc) -> bool:
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError) or "Connection refused" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException)
+                                                   else getattr(cur, "reason", None))
+    return False
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.rsplit("@", 1)[-1]
+    name = name[1:].split("]", 1)[0] if name.startswith("[") else name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _reason(exc) -> str:
