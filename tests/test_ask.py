@@ -324,3 +324,25 @@ def test_loopback_detection():
 
     assert _is_loopback("127.0.0.1:8080") and _is_loopback("localhost:1") and _is_loopback("[::1]:8080")
     assert _is_loopback("127.0.0.2") and not _is_loopback("10.0.0.1:80") and not _is_loopback("example.com:443")
+
+
+def test_jsonl_emits_a_warning_event_for_a_length_finish(server, llmcli):
+    server.chat(Reply(pieces=sse(chunk("abc"), chunk(finish="length"))))
+    r = llmcli("--jsonl", "q")
+    assert r.exit_code == 0
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    warnings = [e for e in events if e["type"] == "warning"]
+    assert len(warnings) == 1 and "token limit" in warnings[0]["message"]
+    assert [e["type"] for e in events][-2:] == ["warning", "done"]
+
+
+def test_usage_line_shows_tokens_per_second(server, llmcli):
+    usage = {"prompt_tokens": 3, "completion_tokens": 40, "total_tokens": 43}
+    pieces = sse(chunk("a"), *[chunk("b") for _ in range(5)], chunk(finish="stop"), {"choices": [], "usage": usage})
+    server.chat(Reply(pieces=pieces, delay=0.03))
+    r = llmcli("-u", "q")
+    assert r.exit_code == 0
+    line, = [x for x in r.stderr.splitlines() if x.startswith("tokens:")]
+    assert "40 out" in line and line.endswith(" tok/s"), line
+    speed = float(line.rsplit("·", 1)[1].split()[0].replace(",", ""))
+    assert 10 < speed < 40 / 0.1, line  # 40 tokens over ~0.2 s of pieces

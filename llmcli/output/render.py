@@ -89,7 +89,24 @@ class Diagnostics:
         if not usage:
             self.note(f"tokens: not reported by the server; cost unknown; {seconds}")
             return
-        self.note("tokens: " + " · ".join(usage_parts(usage, cost) + [seconds]))
+        parts = usage_parts(usage, cost) + [seconds]
+        speed = _tokens_per_second(usage, timing)
+        if speed is not None:
+            parts.append(f"{speed:,.0f} tok/s")
+        self.note("tokens: " + " · ".join(parts))
+
+
+def _tokens_per_second(usage: dict, timing: dict) -> Optional[float]:
+    """Generation speed: the local model measures it; for a server, answer tokens over the time from the
+    first token to the end (None when either is unknown or too short to mean anything)."""
+    if isinstance(timing.get("tokens_per_second"), (int, float)):
+        return float(timing["tokens_per_second"])
+    tokens = usage.get("completion_tokens")
+    first, total = timing.get("first_token_ms"), timing.get("total_ms")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 2 or first is None or total is None:
+        return None
+    span = (total - first) / 1000
+    return tokens / span if span >= 0.05 else None
 
 
 def usage_parts(usage: dict, cost=None) -> list:
@@ -468,6 +485,8 @@ class JSONLRenderer(_Renderer):
 
     def finish(self, run, error):
         self._finish_warnings(run)
+        for message in finish_warnings(run):  # on stderr above, and as events for the program reading
+            self._emit({"type": "warning", "message": message})
         doc = run_document(run, error, self.extras)
         ids = {k: doc[k] for k in ("conversation_id", "exchange_id") if k in doc}  # ask: where the log keeps it
         if error is None:
