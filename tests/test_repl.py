@@ -463,3 +463,52 @@ def test_chat_stops_at_its_session_budget_and_keeps_going(server, chat):
     out = repl.say("/help")  # the session goes on: commands still work
     assert "/usage" in out
     assert repl.exit() == 0
+
+
+class _Run:
+    """What ChatSession.finish_turn reads of a finished ChatRun."""
+
+    def __init__(self, messages, answer, usage=None, partial=False):
+        self.messages, self.answer, self.partial = messages, answer, partial
+        from llmcli.run.cost import UNKNOWN
+
+        self.usages = [usage] if usage else []
+        self.usage, self.model, self.cost = usage, "m", UNKNOWN
+
+    def partial_assistant_message(self, why="incomplete"):
+        return {"role": "assistant", "content": self.answer, "partial": why} if self.partial else None
+
+    def kept_conversation(self, error=None, interrupted=False):
+        extra = [self.partial_assistant_message()] if self.partial else [{"role": "assistant", "content": self.answer}]
+        return self.messages + extra
+
+
+def test_usage_bookkeeping_after_interrupt_clear_undo_and_load(tmp_path):
+    from llmcli.config.settings import Settings
+    from llmcli.repl.session import ChatSession
+
+    session = ChatSession(Settings(base_url="http://127.0.0.1:9/v1"), [])
+
+    def turn(text, usage=None, interrupted=False):
+        session.add_user_message(text)
+        session.finish_turn(_Run(list(session.messages), "a " + text, usage, partial=interrupted),
+                            interrupted=interrupted)
+
+    u = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    turn("one", u)
+    turn("two", dict(u, completion_tokens=7, total_tokens=10))
+    assert "2 answers" in session.run_command("/usage").text
+    turn("three", interrupted=True)  # Ctrl-C before the usage chunk
+    shown = session.run_command("/usage").text
+    assert "last answer: interrupted before the server reported its usage" in shown and "3 answers" in shown
+    session.run_command("/undo")  # drops the interrupted exchange
+    session.run_command("/undo")  # and "two"
+    shown = session.run_command("/usage").text
+    assert "1 answer)" in shown and "2 out" in shown  # "two" is gone from the totals as well
+    session.run_command("/clear")
+    assert session.run_command("/usage").text == "no usage reported yet"
+    turn("four", u)
+    saved = tmp_path / "h.json"
+    session.run_command(f"/save {saved}")
+    session.run_command(f"/load {saved}")
+    assert session.run_command("/usage").text == "no usage reported yet"

@@ -134,6 +134,8 @@ class ChatSession:
         self.usages: List[dict] = []  # every answer's, for /usage totals
         self.last_cost = None  # run.cost.Cost of the last answer, and of every answer
         self.costs: list = []
+        self.last_interrupted = False  # the last answer was stopped (Ctrl-C) or failed mid-way
+        self.answered: List[bool] = []  # per answer: whether its usage is in self.usages (for /undo)
         self.context_tokens: Optional[int] = None  # total_tokens of the last request: the conversation's size
         self.server_model: Optional[str] = None
         # --max-cost / --max-tokens-total / config budget: for the whole session, every answer counted
@@ -187,15 +189,27 @@ class ChatSession:
         self.messages = run.kept_conversation(error, interrupted)
         if run.model:
             self.server_model = run.model
+        self.last_interrupted = bool(interrupted or error is not None)
         if run.usages:
             self.answers += 1
             self.last_usage = run.usage
             self.usages.append(run.usage)
             self.last_cost = run.cost
             self.costs.append(self.last_cost)
+            self.answered.append(True)
             total = run.usages[-1].get("total_tokens")
             if isinstance(total, int):
                 self.context_tokens = total
+        elif self.last_interrupted and run.partial_assistant_message() is not None:
+            # An answer stopped before the server sent usage is still an answer: /usage says so
+            self.answers += 1
+            self.last_usage, self.last_cost = None, None
+            self.answered.append(False)
+
+    def reset_totals(self) -> None:
+        """/clear and /load start a new conversation: its answers and tokens start from zero."""
+        self.answers, self.usages, self.costs, self.answered = 0, [], [], []
+        self.last_usage, self.last_cost, self.last_interrupted = None, None, False
 
     # -- commands -----------------------------------------------------------------------------
     def run_command(self, line: str) -> Outcome:
@@ -402,8 +416,17 @@ class ChatSession:
         if index is None:
             raise UsageError("nothing to undo")
         removed = len(self.messages) - index
+        answered = any(m.get("role") == "assistant" for m in self.messages[index:])
         del self.messages[index:]
         self.context_tokens = None
+        if answered and self.answered:  # the exchange's answer leaves the totals too
+            if self.answered.pop():
+                self.usages.pop()
+                self.costs.pop()
+            self.answers -= 1
+            self.last_usage = self.usages[-1] if self.usages else None
+            self.last_cost = self.costs[-1] if self.costs else None
+            self.last_interrupted = False
         return Outcome(f"removed the last exchange ({removed} message{'s' if removed != 1 else ''})")
 
     def _cmd_clear(self, arg):
@@ -411,6 +434,7 @@ class ChatSession:
         self.messages = [{"role": "system", "content": system}] if system is not None else []
         self.pending_files = []
         self.context_tokens = None
+        self.reset_totals()
         self.conversation_id = None  # what follows is a new conversation in the log
         return Outcome("conversation cleared" + (" (the system prompt stays)" if system is not None else ""))
 
@@ -433,14 +457,21 @@ class ChatSession:
             loaded.insert(0, {"role": "system", "content": system})
         self.messages = loaded
         self.context_tokens = None
+        self.reset_totals()
         self.conversation_id = None  # a new conversation in the log
         return Outcome(f"loaded {len(loaded)} messages")
 
     def _cmd_usage(self, arg):
-        if not self.usages:
+        if not self.answers:
             return Outcome("no usage reported yet")
+        if self.last_usage is None:
+            last = "interrupted before the server reported its usage"
+        else:
+            last = _format_usage(self.last_usage, self.last_cost) + (" (interrupted)" if self.last_interrupted else "")
+        if not self.usages:
+            return Outcome(f"last answer: {last}")
         total = sum_usage(self.usages)
-        return Outcome(f"last answer: {_format_usage(self.last_usage, self.last_cost)}\n"
+        return Outcome(f"last answer: {last}\n"
                        f"conversation ({self.answers} answer{'s' if self.answers != 1 else ''}): "
                        f"{_format_usage(total, self.session_cost())}")
 
