@@ -29,12 +29,15 @@ PROMPTS = [
     ("On which continent is Egypt?", ("africa",)),
 ]
 SETTINGS = {
-    "llmcli default (greedy, repeat 1.1)": {},
+    "llmcli default (greedy, repeat 1.1, system prompt)": {},
+    "greedy, repeat 1.1, the template's own system prompt": {"_system": None},
     "llama.cpp default (T 0.8, repeat 1.1)": {"temperature": 0.8},
     "T 0.2, repeat 1.1": {"temperature": 0.2},
     "T 0.7, top_p 0.9, repeat 1.1": {"temperature": 0.7, "top_p": 0.9},
 }
 MAX_TOKENS = 48
+# SmolLM2's chat template adds this when a request has no system message; llmcli now sends its own.
+TEMPLATE_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 def repeats(text):
@@ -46,6 +49,7 @@ def repeats(text):
 def run(model_path, seeds):
     from llmcli.config.settings import resolve_settings
     from llmcli.events import FinishReason, TextDelta
+    from llmcli.wire import local
     from llmcli.wire.local import LocalTransport
 
     settings = resolve_settings({"provider": "local", "model": model_path})
@@ -59,7 +63,16 @@ def run(model_path, seeds):
         seconds, rates = [], []
         for prompt, expected in PROMPTS:
             for seed in range(1, seeds + 1):
-                body = dict(options, messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, seed=seed)
+                request = dict(options)
+                messages = [{"role": "user", "content": prompt}]
+                if "_system" in request:  # None: the chat template's own system prompt, as llmcli sent before
+                    if request.pop("_system") is None:
+                        messages.insert(0, {"role": "system", "content": TEMPLATE_SYSTEM})
+                body = dict(request, messages=messages, max_tokens=MAX_TOKENS, seed=seed)
+                # A fresh context for every answer, as every `llmcli ask` has: llama.cpp reuses a shared
+                # prompt prefix otherwise, and greedy answers then depend on what was asked before.
+                for loaded in local._models.values():
+                    loaded.llama.reset()
                 t0 = time.monotonic()
                 (exchange,) = list(transport.open(body))
                 text, finish = [], None
