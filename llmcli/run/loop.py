@@ -265,6 +265,7 @@ class ChatRun:
             while True:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
+                self._content.share(turn.content, self._turn_start)  # the turn's own string: no second copy
                 self.messages.append(turn.assistant_message(self._reasoning_field(turn)))
                 self._new_turn_text()  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)

@@ -356,7 +356,7 @@ class TextBuffer:
 
     __slots__ = ("_parts", "_blocks")
 
-    PIECES = 256  # deltas held as separate strings before they are joined into one block
+    PIECES = 64  # deltas held as separate strings before they are joined into one block
 
     def __init__(self) -> None:
         self._parts: List[str] = []
@@ -402,6 +402,12 @@ class TextBuffer:
             self._parts.clear()
             blocks[:] = ["".join(blocks)]
         return blocks[0] if blocks else ""
+
+    def share(self, text: str, start: int = 0) -> None:
+        """If the text from `start` on equals `text`, hold that very object for it (one copy, not two)."""
+        whole = self.value()
+        if text and len(whole) - start == len(text) and whole.endswith(text):
+            self._blocks[:] = [whole[:start], text] if start else [text]
 
     def clear(self) -> None:
         self._parts.clear()
