@@ -67,3 +67,13 @@ def test_chat_run_keeps_the_answer_once(server):
     assert run.content is turn.content
     assert run.messages[-1]["content"] is run.content
     assert run.turn_text() == "" and run.partial_assistant_message() is None
+
+
+def test_text_call_filter_keeps_the_shown_text_compactly():
+    from llmcli.wire.textcalls import TextCallFilter
+
+    f = TextCallFilter(["get_time"])
+    out = [f.feed(WORDS[i % len(WORDS)]) for i in range(N)]
+    assert f._shown.strings() < 100
+    out.append(f.finish())
+    assert "".join(out) == ANSWER == f.shown
