@@ -12,7 +12,8 @@ from typing import Callable, Dict, List, Optional
 
 from ..config.settings import Settings
 from ..errors import LLMCliError, ToolError, ToolRoundLimit
-from ..wire.stream import FinishReason, ReasoningDelta, RefusalDelta, TextDelta, TokenLogprobs, ToolCall, TurnResult
+from ..wire.stream import (FinishReason, ReasoningDelta, RefusalDelta, TextBuffer, TextDelta, TokenLogprobs, ToolCall,
+                           TurnResult)
 
 
 from ..events import RunWarning, ToolActivity, ToolFinished, ToolStarted, TurnDone, describe_arguments  # noqa: F401
@@ -171,8 +172,11 @@ class ChatRun:
         self.max_rounds = settings.max_tool_rounds
         self.max_calls_per_turn = settings.max_tool_calls
         # state, readable at any time (also after a failure)
-        self.content_parts: List[str] = []
-        self.reasoning_parts: List[str] = []
+        # The answer and the reasoning so far, every turn, each kept once and compactly (TextBuffer:
+        # not one string per delta); `content`/`reasoning` read them, `turn_text()` the turn in progress.
+        self._content = TextBuffer()
+        self._reasoning = TextBuffer()
+        self._turn_start = 0  # where the turn in progress begins in `_content`
         self.refusal_parts: List[str] = []
         self.logprobs: List[dict] = []  # the answer's token logprobs, every turn (--logprobs)
         self.tool_activity: List[ToolActivity] = []
@@ -183,7 +187,6 @@ class ChatRun:
         self.started = time.monotonic()
         self.first_token_at: Optional[float] = None
         self.ended_at: Optional[float] = None
-        self.current_turn_text: List[str] = []
         self.unexecuted_calls: List[ToolCall] = []
         self.requests_sent = 0
         self._always_allowed = False
@@ -195,11 +198,23 @@ class ChatRun:
     # -- state -------------------------------------------------------------------------------
     @property
     def content(self) -> str:
-        return "".join(self.content_parts)
+        return self._content.value()
 
     @property
     def reasoning(self) -> str:
-        return "".join(self.reasoning_parts)
+        return self._reasoning.value()
+
+    def clear_content(self) -> None:
+        """Forget the answer so far (run/structured.py: the document is the last attempt's answer)."""
+        self._content.clear()
+        self._turn_start = 0
+
+    def turn_text(self) -> str:
+        """The text of the turn in progress (empty between turns)."""
+        return self._content.tail(self._turn_start)
+
+    def _new_turn_text(self) -> None:
+        self._turn_start = len(self._content)
 
     @property
     def usage(self) -> Optional[dict]:
@@ -250,8 +265,9 @@ class ChatRun:
             while True:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
+                self._content.share(turn.content, self._turn_start)  # the turn's own string: no second copy
                 self.messages.append(turn.assistant_message(self._reasoning_field(turn)))
-                self.current_turn_text = []  # that text is in the conversation now, not "in progress"
+                self._new_turn_text()  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
                 while self.pending_warnings:
                     yield RunWarning(self.pending_warnings.pop(0))
@@ -310,7 +326,7 @@ class ChatRun:
         if self.body_hook is not None:
             body = self.body_hook(body)
         exchange = None
-        self.current_turn_text = []
+        self._new_turn_text()
         if self.budget is not None:
             self.budget.before_request(body)  # BudgetExceeded: this request is not sent
         try:
@@ -339,11 +355,10 @@ class ChatRun:
                 for ev in events:
                     if isinstance(ev, TextDelta):
                         self._first_token()
-                        self.content_parts.append(ev.text)
-                        self.current_turn_text.append(ev.text)
+                        self._content.append(ev.text)
                     elif isinstance(ev, ReasoningDelta):
                         self._first_token()
-                        self.reasoning_parts.append(ev.text)
+                        self._reasoning.append(ev.text)
                     elif isinstance(ev, RefusalDelta):
                         self.refusal_parts.append(ev.text)
                     elif isinstance(ev, TokenLogprobs):
@@ -358,8 +373,7 @@ class ChatRun:
                 if textcalls is not None and textcalls.holding:
                     # the stream failed while a possible call was held back: the user keeps that text
                     held = TextDelta(textcalls.holding)
-                    self.content_parts.append(held.text)
-                    self.current_turn_text.append(held.text)
+                    self._content.append(held.text)
                     yield held
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)
@@ -387,7 +401,7 @@ class ChatRun:
             from .cost import turn_cost
 
             cost = turn_cost(usage, turn.model or self.settings.model, self.settings.provider, self.settings.base_url)
-        self.budget.after_request(body, usage, cost, "".join(self.current_turn_text))
+        self.budget.after_request(body, usage, cost, self.turn_text())
 
     def _note_turn(self, turn: TurnResult):
         if turn.model:
@@ -456,7 +470,7 @@ class ChatRun:
 
     def partial_assistant_message(self, why: str = "incomplete") -> Optional[dict]:
         """The text of the turn in progress, marked partial as metadata (never as text the model reads)."""
-        text = "".join(self.current_turn_text)
+        text = self.turn_text()
         if not text:
             return None
         return {"role": "assistant", "content": text, PARTIAL_KEY: why}

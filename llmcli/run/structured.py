@@ -279,7 +279,7 @@ class StructuredRun:
         rung = 0
         self._use(self.ladder[rung])
         while True:
-            self.run.content_parts = []  # the document is the last attempt's answer
+            self.run.clear_content()  # the document is the last attempt's answer
             answer = None
             inner = self.run.events()
             try:

@@ -310,6 +310,9 @@ class Store:
              conv.get("model", exchange.get("model_requested") or exchange.get("model_reported")),
              conv.get("provider", exchange.get("provider")), conv.get("title", _title(exchange.get("prompt")))),
         ), _insert_exchange(exchange)]
+        # A long answer's pages need not all stay cached until COMMIT (SQLite spills them to the WAL):
+        # a small page cache keeps the peak memory of an `ask` close to the answer's size (issue 22).
+        self.conn.execute("PRAGMA cache_size = -256")
         self._write(statements)
 
     def import_records(self, records: Iterable[dict]) -> Tuple[int, int]:

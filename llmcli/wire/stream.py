@@ -30,6 +30,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolCallAccumulator",
     "StreamDecoder",
+    "TextBuffer",
     "TurnResult",
     "decode_non_streamed",
     "tool_names_of",
@@ -347,35 +348,74 @@ class ToolCallAccumulator:
 
 
 
-class _Text:
-    """Text kept as pieces and joined lazily; repeated reads without new text cost nothing."""
+class TextBuffer:
+    """Streamed text kept compactly: the newest pieces in a short list, older text joined into a few
+    strings of decreasing size. A long answer costs about its own size in memory, not one string
+    object per delta, and each character is copied O(log n) times (no step quadratic in the answer).
+    Repeated reads without new text cost nothing."""
 
-    __slots__ = ("_parts", "length")
+    __slots__ = ("_parts", "_blocks")
+
+    PIECES = 64  # deltas held as separate strings before they are joined into one block
 
     def __init__(self) -> None:
         self._parts: List[str] = []
-        self.length = 0
+        self._blocks: List[str] = []  # joined text, each block shorter than the one before it
 
     def append(self, text: str) -> None:
-        self._parts.append(text)
-        self.length += len(text)
+        parts = self._parts
+        parts.append(text)
+        if len(parts) >= self.PIECES:
+            self._compact()
+
+    def _compact(self) -> None:
+        block = "".join(self._parts)
+        self._parts.clear()
+        blocks = self._blocks
+        while blocks and len(blocks[-1]) <= len(block):
+            block = blocks.pop() + block  # sizes at least double on each merge: O(log n) copies a char
+        blocks.append(block)
+
+    def __len__(self) -> int:
+        return sum(map(len, self._blocks)) + sum(map(len, self._parts))
+
+    def __bool__(self) -> bool:
+        return bool(self._parts or self._blocks)
+
+    def strings(self) -> int:
+        """How many string objects hold the text (the compactness tests/test_stream.py guards)."""
+        return len(self._parts) + len(self._blocks)
 
     def unseen(self, snapshot: str, beside_delta: bool) -> str:
         """The part of a `message` snapshot not received yet (see StreamDecoder._add_message)."""
-        have = self.length
+        have = len(self)
         if have and len(snapshot) >= have and snapshot.startswith(self.value()):
             return snapshot[have:]  # the message so far, repeated: only what is new
         if beside_delta:
             return ""  # the delta beside it carried this field: that is the text
         return snapshot
 
-    def __bool__(self) -> bool:
-        return bool(self._parts)
-
     def value(self) -> str:
-        if len(self._parts) > 1:
-            self._parts[:] = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
+        blocks = self._blocks
+        if self._parts or len(blocks) > 1:
+            blocks.extend(self._parts)
+            self._parts.clear()
+            blocks[:] = ["".join(blocks)]
+        return blocks[0] if blocks else ""
+
+    def share(self, text: str, start: int = 0) -> None:
+        """If the text from `start` on equals `text`, hold that very object for it (one copy, not two)."""
+        whole = self.value()
+        if text and len(whole) - start == len(text) and whole.endswith(text):
+            self._blocks[:] = [whole[:start], text] if start else [text]
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self._blocks.clear()
+
+    def tail(self, start: int) -> str:
+        """The text after the first `start` characters."""
+        return self.value()[start:] if start else self.value()
 
 
 class StreamDecoder:
@@ -387,9 +427,9 @@ class StreamDecoder:
 
     def __init__(self, tool_names=()) -> None:
         """tool_names: the tools the request offered (a split tool-call name is joined only into one)."""
-        self._content = _Text()
-        self._reasoning = _Text()
-        self._refusal = _Text()
+        self._content = TextBuffer()
+        self._reasoning = TextBuffer()
+        self._refusal = TextBuffer()
         self.finish_reason: Optional[str] = None
         self.usage: Optional[dict] = None
         self.model: Optional[str] = None

@@ -26,6 +26,7 @@ import re
 from typing import Iterable, List, Optional, Tuple
 
 from ..events import ToolCall
+from .stream import TextBuffer
 
 TAGS = ("<tool_call>", "<|python_tag|>", "<function=", "[TOOL_CALLS]")
 # The keys an object that is a call starts with (after the opening brace).
@@ -46,7 +47,7 @@ class TextCallFilter:
         self.id_prefix = id_prefix
         self.calls: List[ToolCall] = []
         self._held = ""  # text from a candidate's first character on, not yet decided
-        self._shown: List[str] = []
+        self._shown = TextBuffer()  # compact: not one string per delta (issue 22)
         self._at_line_start = True  # for the line-start candidates ({, [, ```)
         self._pending: List[tuple] = []  # the calls of the candidate being decided
         # Where the scan for the end of a held JSON candidate stopped: the held text only grows while
@@ -55,7 +56,7 @@ class TextCallFilter:
 
     @property
     def shown(self) -> str:
-        return "".join(self._shown)
+        return self._shown.value()
 
     @property
     def holding(self) -> str:
