@@ -194,11 +194,11 @@ def read_prompt(words, files, no_stdin, token_ids, token_ids_file):
 def run_complete(settings, prompt, options, mode, stream=True, show_usage=False, raw=False, transport=None):
     import time
 
-    from ..errors import Interrupted, LLMCliError
+    from ..errors import Interrupted
     from ..output.completion import CompletionJSONLRenderer, CompletionJSONRenderer
     from ..output.render import Diagnostics, TextRenderer, color_enabled
     from ..run.complete import CompletionRun, make_completion_transport
-    from ..run.runner import Terminated, announce_local_model, isatty
+    from ..run.runner import Terminated, announce_local_model, drive_events, isatty
     from ..status import ExitStatus
     from ..wire.completions import completion_body
 
@@ -230,17 +230,7 @@ def run_complete(settings, prompt, options, mode, stream=True, show_usage=False,
     announce_local_model(settings, getattr(transport, "local", transport), diag)
     if mode == "text" and (body.get("n") or 1) > 1:
         diag.note("llmcli: choice 0 is printed; --json lists every choice")
-    error = stopped = None
-    events = run.events()
-    try:
-        for ev in events:
-            renderer.handle(ev)
-    except LLMCliError as exc:
-        error = exc
-    except KeyboardInterrupt as exc:
-        stopped = exc
-    finally:
-        events.close()
+    error, stopped = drive_events(run.events(), renderer)
     if stopped is not None:
         terminated = isinstance(stopped, Terminated)
         error = Interrupted("terminated" if terminated else "interrupted",

@@ -47,10 +47,6 @@ class CompletionJSONRenderer(_Renderer):
 class CompletionJSONLRenderer(_Renderer):
     """One line per chunk of every choice (with its token ids and logprobs), then done or error."""
 
-    def _emit(self, obj):
-        self.out.write(json_text(obj) + "\n")
-        self.out.flush()
-
     def handle(self, ev):
         if isinstance(ev, CompletionChunk):
             event = {"type": "chunk", "index": ev.index, "text": ev.text}

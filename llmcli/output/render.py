@@ -245,6 +245,11 @@ class _Renderer:
         self.out = out
         self.diag = Diagnostics(err, color and err_tty)
 
+    def _emit(self, obj) -> None:
+        """One JSON event on its own line, flushed at once (for --jsonl readers)."""
+        self.out.write(json_text(obj) + "\n")
+        self.out.flush()
+
     def _diagnose(self, ev) -> None:
         """Tool activity and retries are told on stderr whatever the output mode."""
         if isinstance(ev, ToolFinished):
@@ -449,10 +454,6 @@ class JSONRenderer(_Renderer):
 
 class JSONLRenderer(_Renderer):
     """One JSON event per line, as things happen, for programs that stream."""
-
-    def _emit(self, obj):
-        self.out.write(json_text(obj) + "\n")
-        self.out.flush()
 
     def handle(self, ev):
         if isinstance(ev, TextDelta):

@@ -179,6 +179,23 @@ def isatty(stream) -> bool:
         return False
 
 
+def drive_events(events, renderer) -> Tuple[Optional[LLMCliError], Optional[KeyboardInterrupt]]:
+    """Feed a run's event generator to a renderer; returns (error, interrupt), and always closes it:
+    closing runs the run's finally blocks, which close the HTTP response now, so the server sees the
+    connection go away at once, not when the socket is garbage-collected."""
+    error = stopped = None
+    try:
+        for ev in events:
+            renderer.handle(ev)
+    except LLMCliError as exc:
+        error = exc
+    except KeyboardInterrupt as exc:
+        stopped = exc
+    finally:
+        events.close()
+    return error, stopped
+
+
 class RunWiring:
     """Everything one ChatRun needs, built from settings; keeps the debug recorder for afterwards."""
 
@@ -221,21 +238,10 @@ class RunWiring:
 
     def drive(self, renderer) -> Tuple[Optional[LLMCliError], Optional[KeyboardInterrupt]]:
         """Stream the run into the renderer; returns (error, interrupt). The stream is always closed."""
-        events = self.run.events()
-        error = stopped = None
         try:
-            for ev in events:
-                renderer.handle(ev)
-        except LLMCliError as exc:
-            error = exc
-        except KeyboardInterrupt as exc:
-            stopped = exc
+            return drive_events(self.run.events(), renderer)
         finally:
-            # Closing the generator runs ChatRun's finally blocks, which close the HTTP response now:
-            # the server sees the connection go away at once, not when the socket is garbage-collected.
-            events.close()
             self.close()
-        return error, stopped
 
     def after(self, error):
         if self.recorder is not None:
