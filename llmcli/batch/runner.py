@@ -6,7 +6,6 @@ keeps one transport (one connection pool) per endpoint.
 """
 
 import collections
-import json
 import queue
 import threading
 import time

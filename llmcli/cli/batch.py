@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, connection_options_for, echo_outside, settings_from_params
+from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, echo_outside, settings_from_params
 
 REMOTE_COMMANDS = ("status", "wait", "fetch", "cancel")
 

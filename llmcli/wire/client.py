@@ -15,7 +15,6 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from ..config.secrets import redact_headers, redact_url, scrub, secret_values
