@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from ..errors import LLMCliError
 from ..events import CompletionChunk, FinishReason, Retrying, TextDelta, UsageUpdate
+from .loop import run_timing
 
 
 def make_completion_transport(settings, recorder=None, run_deadline=None, on_fetch=None):
@@ -77,15 +78,7 @@ class CompletionRun:
         return [c.to_dict() for c in self.result.choices] if self.result is not None else []
 
     def timing(self) -> dict:
-        end = self.ended_at or time.monotonic()
-        timing = {
-            "first_token_ms": None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
-            "total_ms": round((end - self.started) * 1000),
-        }
-        extra = getattr(self.transport, "timing_info", None)
-        if callable(extra):
-            timing.update(extra() or {})
-        return timing
+        return run_timing(self)
 
     def events(self):
         exchange = None

@@ -16,7 +16,7 @@ import time
 from typing import List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config.secrets import is_secret_header
+from ..config.secrets import secret_values
 
 def safe_base_url(url: Optional[str]) -> Optional[str]:
     """The base URL without user:password and without a query (where some proxies carry keys)."""
@@ -131,12 +131,9 @@ class ExchangeLog:
             "files": self.files or None,
             "attachments": attachments or None,
         }
-        secrets_ = [str(s.api_key)] if s.api_key and len(str(s.api_key)) >= 4 else []
-        for name, value in s.headers:
-            # Only values of secret-looking headers: scrubbing "X-Team: research" would edit answers.
-            if value and len(str(value)) >= 8 and is_secret_header(name):
-                secrets_.append(str(value).split(" ", 1)[-1] if str(value).lower().startswith("bearer ") else str(value))
-        return _scrub(record, secrets_)
+        # The one rule for what is secret (config/secrets.py): the key and secret-looking headers' values
+        # only — scrubbing "X-Team: research" would edit answers.
+        return _scrub(record, secret_values(s.api_key, s.headers))
 
     def finish(self, run, error=None, exit_status: int = 0, interrupted: bool = False, warn=None) -> bool:
         """Write the exchange; on any failure, call `warn(message)` once and return False."""

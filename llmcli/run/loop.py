@@ -5,9 +5,7 @@ reasoning, tool activity, usage, timing) lives on the object, so whatever fails,
 has what arrived (PROTOCOL.md §2: "the user keeps what arrived").
 """
 
-import json
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from ..config.settings import Settings
@@ -113,6 +111,20 @@ def reasoning_for_provider(messages: List[dict], settings: Settings) -> List[dic
                 out = list(messages)
             out[i] = {k: v for k, v in message.items() if k not in REASONING_FIELDS or k in keep}
     return messages if out is None else out
+
+
+def run_timing(run) -> dict:
+    """`timing` of a run's --json document, from its `started`, `first_token_at` and `ended_at` clocks;
+    transports may add their own numbers (the local provider: model load time, tokens/second)."""
+    end = run.ended_at or time.monotonic()
+    timing = {
+        "first_token_ms": None if run.first_token_at is None else round((run.first_token_at - run.started) * 1000),
+        "total_ms": round((end - run.started) * 1000),
+    }
+    extra = getattr(run.transport, "timing_info", None)
+    if callable(extra):
+        timing.update(extra() or {})
+    return timing
 
 
 def sum_usage(usages: List[dict]) -> Optional[dict]:
@@ -247,16 +259,7 @@ class ChatRun:
         return out
 
     def timing(self) -> dict:
-        end = self.ended_at or time.monotonic()
-        timing = {
-            "first_token_ms": None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
-            "total_ms": round((end - self.started) * 1000),
-        }
-        # Transports may add their own numbers (the local provider: model load time, tokens/second).
-        extra = getattr(self.transport, "timing_info", None)
-        if callable(extra):
-            timing.update(extra() or {})
-        return timing
+        return run_timing(self)
 
     # -- the loop ----------------------------------------------------------------------------
     def events(self):

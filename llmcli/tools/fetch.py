@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 from urllib.parse import quote, urljoin, urlsplit
 
+from ..config.secrets import redact_url
 from ..errors import ToolError, network_error
 from ..status import ExitStatus
 from .base import Tool, ToolSettings
@@ -182,9 +183,9 @@ def _parse_url(url: str, redirected_from: Optional[str] = None) -> _Target:
             raise ToolError(f"web_fetch needs an absolute http(s) URL, got {url!r}"
                             f" (did you mean https://{url.lstrip('/')}?){where}")
         raise ToolError(f"web_fetch only fetches http and https URLs, not {scheme} URLs: "
-                        f"{_redact(url)}{where}")
+                        f"{redact_url(url)}{where}")
     if parts.username is not None or parts.password is not None:
-        raise ToolError(f"web_fetch does not send credentials in URLs: {_redact(url)}{where}")
+        raise ToolError(f"web_fetch does not send credentials in URLs: {redact_url(url)}{where}")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise ToolError(f"invalid URL {url!r}: no host{where}")
@@ -444,10 +445,6 @@ def _short(exc) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g} s"
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", url)
 
 
 # -- content -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import HTTPError, StreamError
 from ..events import CompletionChunk, FinishReason, UsageUpdate
-from .stream import error_snippet, provider_error_message
+from .stream import error_event_message, error_snippet, provider_error_message
 
 __all__ = ["CompletionChoice", "CompletionDecoder", "CompletionResult", "completion_body"]
 
@@ -111,7 +111,7 @@ class CompletionDecoder:
             self.done = True
             return []
         if ev.event == "error":
-            raise self._error("the server reported an error in the stream: %s" % _event_message(data))
+            raise self._error("the server reported an error in the stream: %s" % error_event_message(data))
         if not data.strip():
             return []
         try:
@@ -210,16 +210,6 @@ class CompletionDecoder:
         error = StreamError(message)
         error.partial = self.partial_result()
         return error
-
-
-def _event_message(data: str) -> str:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        return error_snippet(data) if data.strip() else "no details"
-    if isinstance(payload, dict) and payload.get("error"):
-        return provider_error_message(payload["error"])
-    return provider_error_message(payload)
 
 
 def completion_body(model: Optional[str], prompt: Any, stream: bool, options) -> dict:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 from ..errors import HTTPError, StreamError
 
@@ -467,7 +466,7 @@ class StreamDecoder:
             return []
         if ev.event == "error":
             raise self._error("the server reported an error in the stream: %s"
-                              % _error_event_message(data))
+                              % error_event_message(data))
         if not data.strip():
             return []  # an empty `data:` carries nothing; it is not a malformed payload
         try:
@@ -739,7 +738,8 @@ def provider_error_message(error: Any) -> str:
     return json.dumps(error, ensure_ascii=False)[:200]
 
 
-def _error_event_message(data: str) -> str:
+def error_event_message(data: str) -> str:
+    """The message of an in-stream error event (JSON or not), for chat and legacy completions alike."""
     try:
         payload = json.loads(data)
     except ValueError:
