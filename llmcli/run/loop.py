@@ -185,10 +185,14 @@ class ChatRun:
         self.max_calls_per_turn = settings.max_tool_calls
         # state, readable at any time (also after a failure)
         # The answer and the reasoning so far, every turn, each kept once and compactly (TextBuffer:
-        # not one string per delta); `content`/`reasoning` read them, `turn_text()` the turn in progress.
+        # not one string per delta). `_content` holds the turns that ended; the turn in progress is
+        # read from its decoder's own buffer (`_live_exchange`), so a streamed answer is held once, not
+        # twice (issue 22), or from `_turn_own` where the run's text differs from the decoder's
+        # (--text-tool-calls takes calls out of it). `content` reads both, `turn_text()` the live one.
         self._content = TextBuffer()
         self._reasoning = TextBuffer()
-        self._turn_start = 0  # where the turn in progress begins in `_content`
+        self._live_exchange = None
+        self._turn_own: Optional[TextBuffer] = None
         self.refusal_parts: List[str] = []
         self.logprobs: List[dict] = []  # the answer's token logprobs, every turn (--logprobs)
         self.tool_activity: List[ToolActivity] = []
@@ -210,7 +214,12 @@ class ChatRun:
     # -- state -------------------------------------------------------------------------------
     @property
     def content(self) -> str:
-        return self._content.value()
+        live = self._turn_buffer()
+        if live is None or not live:
+            return self._content.value()
+        if not self._content:
+            return live.value()
+        return self._content.value() + live.value()
 
     @property
     def reasoning(self) -> str:
@@ -219,14 +228,26 @@ class ChatRun:
     def clear_content(self) -> None:
         """Forget the answer so far (run/structured.py: the document is the last attempt's answer)."""
         self._content.clear()
-        self._turn_start = 0
+        self._live_exchange = self._turn_own = None
 
     def turn_text(self) -> str:
         """The text of the turn in progress (empty between turns)."""
-        return self._content.tail(self._turn_start)
+        live = self._turn_buffer()
+        return live.value() if live is not None else ""
 
-    def _new_turn_text(self) -> None:
-        self._turn_start = len(self._content)
+    def _turn_buffer(self) -> Optional[TextBuffer]:
+        if self._turn_own is not None:
+            return self._turn_own
+        exchange = self._live_exchange
+        return exchange.decoder.content_buffer if exchange is not None else None
+
+    def _end_turn_text(self, text: Optional[str] = None) -> None:
+        """The turn's text joins the run's; `text` (the TurnResult's, when equal) is the object kept."""
+        live = self._turn_buffer()
+        if live is not None and live:
+            seen = live.value()
+            self._content.append(text if text is not None and text == seen else seen)
+        self._live_exchange = self._turn_own = None
 
     @property
     def usage(self) -> Optional[dict]:
@@ -268,9 +289,8 @@ class ChatRun:
             while True:
                 turn = yield from self._one_turn(round_no)
                 calls = turn.tool_calls
-                self._content.share(turn.content, self._turn_start)  # the turn's own string: no second copy
+                self._end_turn_text(turn.content)  # in the conversation now, not "in progress"
                 self.messages.append(turn.assistant_message(self._reasoning_field(turn)))
-                self._new_turn_text()  # that text is in the conversation now, not "in progress"
                 yield TurnDone(turn, round_no)
                 while self.pending_warnings:
                     yield RunWarning(self.pending_warnings.pop(0))
@@ -329,7 +349,7 @@ class ChatRun:
         if self.body_hook is not None:
             body = self.body_hook(body)
         exchange = None
-        self._new_turn_text()
+        self._end_turn_text()
         if self.budget is not None:
             self.budget.before_request(body)  # BudgetExceeded: this request is not sent
         try:
@@ -352,13 +372,20 @@ class ChatRun:
             # ids unique in the conversation (a chat starts each message at round 0): count its turns
             turn_no = sum(1 for m in self.messages if isinstance(m, dict) and m.get("role") == "assistant")
             textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{turn_no}")
+        # The turn's text is the decoder's own buffer unless the run's text differs from it.
+        own = textcalls is not None or not hasattr(exchange.decoder, "content_buffer")
+        if own:
+            self._turn_own = TextBuffer()
+        else:
+            self._live_exchange = exchange
         try:
             try:
                 events = exchange.events() if textcalls is None else _text_calls_removed(exchange.events(), textcalls)
                 for ev in events:
                     if isinstance(ev, TextDelta):
                         self._first_token()
-                        self._content.append(ev.text)
+                        if own:
+                            self._turn_own.append(ev.text)
                     elif isinstance(ev, ReasoningDelta):
                         self._first_token()
                         self._reasoning.append(ev.text)
@@ -376,7 +403,7 @@ class ChatRun:
                 if textcalls is not None and textcalls.holding:
                     # the stream failed while a possible call was held back: the user keeps that text
                     held = TextDelta(textcalls.holding)
-                    self._content.append(held.text)
+                    self._turn_own.append(held.text)
                     yield held
                 partial = exchange.decoder.partial_result()
                 self._note_turn(partial)

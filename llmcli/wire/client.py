@@ -365,6 +365,11 @@ class _ReplayedDecoder:
     def __init__(self, result):
         self.result = result
         self.done = True
+        from .stream import TextBuffer
+
+        self.content_buffer = TextBuffer()  # the text the replay hands out, as StreamDecoder's
+        if result.content:
+            self.content_buffer.append(result.content)
 
     def replay_events(self):
         from .stream import FinishReason, ReasoningDelta, TextDelta, UsageUpdate

@@ -402,19 +402,9 @@ class TextBuffer:
             blocks[:] = ["".join(blocks)]
         return blocks[0] if blocks else ""
 
-    def share(self, text: str, start: int = 0) -> None:
-        """If the text from `start` on equals `text`, hold that very object for it (one copy, not two)."""
-        whole = self.value()
-        if text and len(whole) - start == len(text) and whole.endswith(text):
-            self._blocks[:] = [whole[:start], text] if start else [text]
-
     def clear(self) -> None:
         self._parts.clear()
         self._blocks.clear()
-
-    def tail(self, start: int) -> str:
-        """The text after the first `start` characters."""
-        return self.value()[start:] if start else self.value()
 
 
 class StreamDecoder:
@@ -445,6 +435,11 @@ class StreamDecoder:
     @property
     def content(self) -> str:
         return self._content.value()
+
+    @property
+    def content_buffer(self) -> "TextBuffer":
+        """The answer's text as it arrives: the one copy of it (run/loop.py ChatRun reads it, issue 22)."""
+        return self._content
 
     @property
     def reasoning(self) -> str:
