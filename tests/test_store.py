@@ -198,7 +198,11 @@ def test_a_signal_mid_stream_records_the_partial_answer(server, isolated_env, si
         isolated_env, "SELECT answer, partial, exit_status, response_messages FROM exchanges")
     assert partial == 1 and status == code
     assert answer == shown and answer.startswith("w0 w1 ")
-    assert json.loads(response)[-1] == {"role": "assistant", "content": answer, "partial": "interrupted"}
+    # the text is stored once, in `answer`; the message refers to it and reads back whole
+    assert json.loads(response)[-1] == {"role": "assistant", "content_is_answer": True, "partial": "interrupted"}
+    with Store(db_file(isolated_env)) as store:
+        (ex,) = store.exchanges(rows(isolated_env, "SELECT conversation_id FROM exchanges")[0][0])
+    assert ex["response_messages"][-1] == {"role": "assistant", "content": answer, "partial": "interrupted"}
 
 
 def test_closed_pipe_still_records(server, isolated_env):
@@ -363,6 +367,42 @@ def test_rm_ids_and_last(server, isolated_env):
     assert r.exit_code == 0 and "removed 1 exchange and 1 conversation" in r.stderr
     assert [c["title"] for c in json.loads(invoke("logs", "list", "--json").stdout)] == ["two"]
     assert invoke("logs", "rm").exit_code == 2
+
+
+def test_a_long_answer_is_stored_once_and_read_back_whole(server, isolated_env):
+    """Issue 22: the answer's text lives in the `answer` column only; the stored response message refers to
+    it, and everything that reads the log (-c, export, show) gets the whole message back."""
+    answer = "wörld " * 20_000
+    server.chat(Reply(pieces=text_stream(*(["wörld "] * 20_000))))
+    assert ask(server, "first").stdout.rstrip("\n") == answer
+    ((stored, column),) = rows(isolated_env, "SELECT response_messages, answer FROM exchanges")
+    assert column == answer and len(stored) < 200 and "wörld" not in stored
+    assert json.loads(stored) == [{"role": "assistant", "content_is_answer": True}]
+    server.chat(Reply(pieces=text_stream("ok")))
+    assert ask(server, "-c", "second").exit_code == 0
+    sent = server.requests[-1].json["messages"]
+    assert sent[-2] == {"role": "assistant", "content": answer} and sent[-1]["content"] == "second"
+    exported = [json.loads(line) for line in invoke("logs", "export").stdout.splitlines()]
+    first = next(e for e in exported if e.get("type") == "exchange" and e["prompt"] == "first")
+    assert first["response_messages"] == [{"role": "assistant", "content": answer}]
+
+
+def test_an_answer_that_is_not_the_message_text_is_kept_in_the_message(isolated_env):
+    """Only a message whose text is the answer refers to it: tool rounds and the rest keep their own copy."""
+    messages = [{"role": "assistant", "content": "let me look", "tool_calls": [{"id": "c"}]},
+                {"role": "tool", "tool_call_id": "c", "content": "42"},
+                {"role": "assistant", "content": "It is 42."}]
+    with Store(db_file(isolated_env)) as store:
+        store.record({"id": new_id(), "conversation_id": "C1", "request_messages": [], "prompt": "q",
+                      "response_messages": messages, "answer": "let me lookIt is 42."})
+        store.record({"id": new_id(), "conversation_id": "C2", "request_messages": [], "prompt": "q",
+                      "response_messages": messages, "answer": "It is 42."})
+        (one,) = store.exchanges("C1")
+        (two,) = store.exchanges("C2")
+    assert one["response_messages"] == messages and two["response_messages"] == messages
+    stored = dict(rows(isolated_env, "SELECT conversation_id, response_messages FROM exchanges"))
+    assert "It is 42." in stored["C1"] and "It is 42." not in stored["C2"]
+    assert json.loads(stored["C2"])[2] == {"role": "assistant", "content_is_answer": True}
 
 
 def test_export_import_round_trip_keeps_ids(server, isolated_env, tmp_path, monkeypatch):

@@ -109,7 +109,15 @@ def _v3_to_v4(conn):
     conn.execute("UPDATE exchanges SET cost_currency = 'USD', cost_source = 'reported' WHERE cost IS NOT NULL")
 
 
-MIGRATIONS = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
+def _v4_to_v5(conn):
+    """The answer stored once (issue 22): the assistant message in `response_messages` whose text is the
+    exchange's `answer` is written without its `content` and with `"content_is_answer": true`, and read
+    back with the `answer` column as its content (`_decode`). Rows written before keep their full copy
+    and read as they are; the step changes no row. An older llmcli, which would read such a message as
+    having no text, refuses the database instead (its schema is older)."""
+
+
+MIGRATIONS = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -534,8 +542,41 @@ def _cost_columns(ex: dict) -> dict:
     return {"cost": None, "cost_currency": None, "cost_source": None}
 
 
+ANSWER_REF = "content_is_answer"  # on a stored response message: its content is the `answer` column (v5)
+
+
+def _answer_once(messages, answer):
+    """`messages` with the last assistant message whose text is `answer` referring to that column instead
+    of holding a second copy of it (a long answer's JSON copy cost ~3.5 MB of peak memory per MB of text)."""
+    if not answer or not isinstance(messages, list):
+        return messages
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if isinstance(msg, dict) and msg.get("role") == "assistant":
+            content = msg.get("content")
+            if content is answer or (isinstance(content, str) and content == answer):
+                ref = {k: v for k, v in msg.items() if k != "content"}
+                ref[ANSWER_REF] = True
+                return messages[:i] + [ref] + messages[i + 1:]
+    return messages
+
+
+def _answer_restored(messages, answer):
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for msg in messages:
+        if isinstance(msg, dict) and msg.get(ANSWER_REF) is True:
+            msg = {k: v for k, v in msg.items() if k != ANSWER_REF}
+            msg["content"] = answer
+        out.append(msg)
+    return out
+
+
 def _insert_exchange(ex: dict) -> Tuple[str, tuple]:
     ex = {**ex, **_cost_columns(ex)}
+    if isinstance(ex.get("answer"), str):
+        ex["response_messages"] = _answer_once(ex.get("response_messages"), ex["answer"])
     values = []
     for name in EXCHANGE_FIELDS:
         value = ex.get(name)
@@ -559,6 +600,8 @@ def _decode(row: Dict) -> dict:
             except ValueError:
                 pass
     out["partial"] = bool(out.get("partial"))
+    if "response_messages" in out:
+        out["response_messages"] = _answer_restored(out["response_messages"], out.get("answer"))
     # One cost object, as --json shows it; None when it is to be priced from the usage (run/cost.py).
     amount, currency, source = out.get("cost"), out.pop("cost_currency", None), out.pop("cost_source", None)
     out["cost"] = {"amount": amount, "currency": currency or "USD", "source": source} if source else None
