@@ -8,7 +8,6 @@ never the loop or the transport (STYLE.md; modelled on simonw/llm's `llm/parts.p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 
@@ -32,6 +31,16 @@ class Value:
         return NotImplemented
 
     __hash__ = None  # mutable, like a plain @dataclass
+
+    def replace(self, **changes):
+        """A copy with some fields changed (dataclasses.replace)."""
+        unknown = set(changes) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(type(self))
+        for name in self.__slots__:
+            _set(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
 
 
 class FrozenValue(Value):
@@ -164,15 +173,23 @@ StreamEvent = Union[TextDelta, ReasoningDelta, RefusalDelta, UsageUpdate, Finish
 # --- tool calls ---------------------------------------------------------------------------------
 
 
-@dataclass
-class ToolCall:
+class ToolCall(Value):
     """One complete tool call, known only once the stream has ended (PROTOCOL.md §3)."""
 
+    __slots__ = ("id", "name", "arguments_raw", "arguments", "parse_error")
     id: str
     name: str
     arguments_raw: str
     arguments: Optional[dict]
     parse_error: Optional[str]
+
+    def __init__(self, id: str, name: str, arguments_raw: str, arguments: Optional[dict],
+                 parse_error: Optional[str]):
+        self.id = id
+        self.name = name
+        self.arguments_raw = arguments_raw
+        self.arguments = arguments
+        self.parse_error = parse_error
 
     @property
     def shown_arguments(self):
@@ -195,21 +212,36 @@ class ToolCall:
 # --- the turn -----------------------------------------------------------------------------------
 
 
-@dataclass
-class TurnResult:
+class TurnResult(Value):
     """Everything one turn produced; also the partial result of a failed turn."""
 
+    __slots__ = ("content", "reasoning", "refusal", "finish_reason", "tool_calls", "usage", "model",
+                 "reasoning_details", "logprobs")
     content: str
     reasoning: str
     refusal: str
     finish_reason: Optional[str]
-    tool_calls: List[ToolCall] = field(default_factory=list)
-    usage: Optional[dict] = None
-    model: Optional[str] = None
+    tool_calls: List[ToolCall]
+    usage: Optional[dict]
+    model: Optional[str]
     # OpenRouter's `reasoning_details` items as received (stream fragments of one item merged), to be
     # handed back verbatim: thinking models need them across tool calls (issue 18).
-    reasoning_details: Optional[list] = None
-    logprobs: Optional[list] = None  # the chosen tokens' logprobs entries, when asked for (--logprobs)
+    reasoning_details: Optional[list]
+    logprobs: Optional[list]  # the chosen tokens' logprobs entries, when asked for (--logprobs)
+
+    def __init__(self, content: str, reasoning: str, refusal: str, finish_reason: Optional[str],
+                 tool_calls: Optional[List[ToolCall]] = None, usage: Optional[dict] = None,
+                 model: Optional[str] = None, reasoning_details: Optional[list] = None,
+                 logprobs: Optional[list] = None):
+        self.content = content
+        self.reasoning = reasoning
+        self.refusal = refusal
+        self.finish_reason = finish_reason
+        self.tool_calls = tool_calls if tool_calls is not None else []
+        self.usage = usage
+        self.model = model
+        self.reasoning_details = reasoning_details
+        self.logprobs = logprobs
 
     def assistant_message(self, reasoning_field: Optional[str] = None) -> dict:
         """The assistant message to send back before the tool results (PROTOCOL.md §3).
@@ -253,13 +285,23 @@ class Retrying(Value):
         self.reason = reason
 
 
-@dataclass
-class ToolActivity:
+class ToolActivity(Value):
+    """A tool call being run, and how it went."""
+
+    __slots__ = ("call", "round", "output", "error", "seconds")
     call: ToolCall
     round: int
-    output: Optional[str] = None
-    error: Optional[str] = None
-    seconds: float = 0.0
+    output: Optional[str]
+    error: Optional[str]
+    seconds: float
+
+    def __init__(self, call: ToolCall, round: int, output: Optional[str] = None, error: Optional[str] = None,
+                 seconds: float = 0.0):
+        self.call = call
+        self.round = round
+        self.output = output
+        self.error = error
+        self.seconds = seconds
 
     def to_dict(self):
         return {

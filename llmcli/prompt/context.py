@@ -7,10 +7,10 @@ framing per message, and fixed amounts for images, files and audio. They err on 
 request that passes the check fits.
 """
 
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError
+from ..events import Value
 
 PER_MESSAGE_TOKENS = 4
 IMAGE_TOKENS = 1_000
@@ -114,17 +114,28 @@ def answer_budget(window: int, options: dict) -> int:
     return min(window // 4, 4_096)
 
 
-@dataclass
-class WindowCheck:
+class WindowCheck(Value):
     """What `fit_messages` found and did, for `--json` (`context`) and the notes on stderr."""
 
+    __slots__ = ("tokens", "limit", "window", "window_source", "dropped_turns", "dropped_messages", "tokens_before")
     tokens: int  # estimated prompt tokens as sent
     limit: Optional[int]  # the input limit applied (None: unknown, nothing checked)
-    window: Optional[int] = None
-    window_source: Optional[str] = None
-    dropped_turns: int = 0
-    dropped_messages: int = 0
-    tokens_before: Optional[int] = None
+    window: Optional[int]
+    window_source: Optional[str]
+    dropped_turns: int
+    dropped_messages: int
+    tokens_before: Optional[int]
+
+    def __init__(self, tokens: int, limit: Optional[int], window: Optional[int] = None,
+                 window_source: Optional[str] = None, dropped_turns: int = 0, dropped_messages: int = 0,
+                 tokens_before: Optional[int] = None):
+        self.tokens = tokens
+        self.limit = limit
+        self.window = window
+        self.window_source = window_source
+        self.dropped_turns = dropped_turns
+        self.dropped_messages = dropped_messages
+        self.tokens_before = tokens_before
 
     def to_dict(self) -> dict:
         return {"estimated_tokens": self.tokens, "input_limit": self.limit, "window": self.window,

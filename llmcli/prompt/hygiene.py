@@ -20,8 +20,9 @@ responding to each 'tool_call_id'"), to a result whose call is gone, and some to
 Pure functions, linear in the number of messages; the shared conversation log calls this too.
 """
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
+
+from ..events import Value
 
 REASONING_KEYS = ("reasoning_content", "reasoning", "reasoning_details")
 
@@ -29,12 +30,16 @@ COUNTERS = ("repeated_call_ids", "moved_tool_results", "dropped_tool_calls", "dr
             "dropped_empty", "dropped_duplicates", "stripped_reasoning", "reattached_reasoning")
 
 
-@dataclass
-class HygieneReport:
+class HygieneReport(Value):
     """What cleaning did: counts for `--json` and one line per change for `--debug`."""
 
-    counts: Dict[str, int] = field(default_factory=lambda: {name: 0 for name in COUNTERS})
-    steps: List[str] = field(default_factory=list)
+    __slots__ = ("counts", "steps")
+    counts: Dict[str, int]
+    steps: List[str]
+
+    def __init__(self, counts: Optional[Dict[str, int]] = None, steps: Optional[List[str]] = None):
+        self.counts = counts if counts is not None else {name: 0 for name in COUNTERS}
+        self.steps = steps if steps is not None else []
 
     def note(self, counter: str, text: str, n: int = 1) -> None:
         self.counts[counter] += n

@@ -13,8 +13,11 @@ is asked for (`-u`, `--json`, `--jsonl`, chat, a budget): a plain `ask` never lo
 (tests/test_startup.py).
 """
 
-from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
+
+from ..events import FrozenValue
+
+_set = object.__setattr__  # how a FrozenValue sets its own fields
 
 CURRENCY = "USD"
 
@@ -26,13 +29,18 @@ SELF_HOSTED = {"local", "ollama", "llamacpp", "vllm", "lmstudio"}
 PROVIDER_IDS = {"gemini": "google"}
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(FrozenValue):
     """An amount in `currency`, and where it came from: reported | estimated | unknown (amount None)."""
 
+    __slots__ = ("amount", "source", "currency")
     amount: Optional[float]
     source: str
-    currency: str = CURRENCY
+    currency: str
+
+    def __init__(self, amount: Optional[float], source: str, currency: str = CURRENCY):
+        _set(self, "amount", amount)
+        _set(self, "source", source)
+        _set(self, "currency", currency)
 
     @property
     def known(self) -> bool:

@@ -538,11 +538,9 @@ def _text_calls_removed(events, textcalls):
 
 def _with_text_calls(turn: TurnResult, textcalls) -> TurnResult:
     """The turn as if the calls written as text had come as `tool_calls` (its content without them)."""
-    from dataclasses import replace
-
     if not textcalls.calls:
         return turn
-    return replace(turn, content=textcalls.shown, tool_calls=list(turn.tool_calls) + textcalls.calls)
+    return turn.replace(content=textcalls.shown, tool_calls=list(turn.tool_calls) + textcalls.calls)
 
 
 def _forces_a_call(tool_choice) -> bool:

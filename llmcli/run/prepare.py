@@ -3,10 +3,10 @@ web_fetch's SSRF guard, hygiene, the context-window check, and the one-shot summ
 `/compact`. The pure parts live in llmcli.prompt; this module adds what needs the network.
 """
 
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 from ..errors import HTTPError, InputError, LLMCliError, ToolError
+from ..events import Value
 from ..prompt.context import (MIN_WINDOW, WindowCheck, answer_budget, estimate_tokens, fit_messages, known_window,
                               window_from_models)
 from ..prompt.hygiene import HygieneReport, clean_messages, describe
@@ -56,18 +56,30 @@ def model_window(settings, tokens: int, lister=None) -> Tuple[Optional[int], Opt
     return (window, "the server's /models") if window else (None, None)
 
 
-@dataclass
-class Prepared:
+class Prepared(Value):
     """A cleaned, checked message list and what was done to it (the `--json` request record)."""
 
+    __slots__ = ("messages", "hygiene", "window", "attachments", "notes", "debug", "dropped", "head")
     messages: List[dict]
     hygiene: HygieneReport
     window: WindowCheck
-    attachments: List[dict] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)  # said on stderr (truncation)
-    debug: List[str] = field(default_factory=list)  # said under --debug
-    dropped: List[dict] = field(default_factory=list)  # the turns --truncate left out of the request
-    head: int = 0  # where they were: after the leading system messages
+    attachments: List[dict]
+    notes: List[str]  # said on stderr (truncation)
+    debug: List[str]  # said under --debug
+    dropped: List[dict]  # the turns --truncate left out of the request
+    head: int  # where they were: after the leading system messages
+
+    def __init__(self, messages: List[dict], hygiene: HygieneReport, window: WindowCheck,
+                 attachments: Optional[List[dict]] = None, notes: Optional[List[str]] = None,
+                 debug: Optional[List[str]] = None, dropped: Optional[List[dict]] = None, head: int = 0):
+        self.messages = messages
+        self.hygiene = hygiene
+        self.window = window
+        self.attachments = attachments if attachments is not None else []
+        self.notes = notes if notes is not None else []
+        self.debug = debug if debug is not None else []
+        self.dropped = dropped if dropped is not None else []
+        self.head = head
 
     def restore(self, messages: List[dict]) -> List[dict]:
         """`messages` (what was sent, and the answer) with the truncated turns back in place, for --save:
