@@ -16,10 +16,10 @@ imports the `mcp` SDK: a bad definition is a ConfigError (exit 3) naming the key
 import os
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Tuple
 
 from ..errors import ConfigError
+from .record import Record
 
 DEFAULT_CALL_TIMEOUT = 60.0
 DEFAULT_STARTUP_TIMEOUT = 20.0
@@ -31,8 +31,7 @@ KNOWN_SERVER_KEYS = {"command", "args", "env", "cwd", "url", "headers", "transpo
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-@dataclass(frozen=True)
-class ServerSpec:
+class ServerSpec(Record):
     """One MCP server: how to reach it and how long to wait for it."""
 
     name: str
@@ -232,7 +231,5 @@ def resolve_mcp_servers(section: Any, config_files: Iterable[str] = (), one_offs
         name, n = spec.name, 2
         while name in specs and specs[name].where.startswith("--mcp "):
             name, n = f"{spec.name}{n}", n + 1
-        from dataclasses import replace
-
-        specs[name] = replace(spec, name=name)
+        specs[name] = spec.replace(name=name)
     return tuple(specs.values()), warnings

@@ -8,10 +8,10 @@ provider preset > built-in default. Every resolved value remembers where it came
 import os
 import stat
 import sys
-from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
+from .record import Record
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 120.0
@@ -23,8 +23,7 @@ DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # one SSE event (or a whole non-stre
 DEFAULT_MAX_INPUT_BYTES = 8_000_000  # a hard cap on prompt input (stdin and -f files); --max-input-bytes raises it
 
 
-@dataclass(frozen=True)
-class Preset:
+class Preset(Record):
     base_url: str
     key_env: Optional[str] = None
     model: Optional[str] = None
@@ -102,8 +101,7 @@ def redact_key(key: Optional[str]) -> str:
     return key[:3] + "…" + key[-2:]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     provider: Optional[str] = None
     base_url: Optional[str] = None
     api_key: Optional[Secret] = None
@@ -160,7 +158,7 @@ class Settings:
         return dict(self.sources).get(name, "default")
 
     def with_changes(self, **changes):
-        return replace(self, **changes)
+        return self.replace(**changes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,8 +432,7 @@ def path_text(value, name, source):
 PROVIDER_SECTION = "providers.*."
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Record):
     """One scalar setting: where each layer holds it, its default, and how a raw value is checked.
 
     `name` is the key in Settings.sources and the row of `config show`; `attr` the Settings attribute
@@ -788,11 +785,14 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
         send_reasoning, sources["send_reasoning"] = "always", f"{file_src} (request.reattach_reasoning)"
     local_cfg = dict(data.get("local") or {})
-    from .mcp import resolve_mcp_servers  # stdlib only; checked now so a bad entry is exit 3 at start-up
+    mcp_servers: tuple = ()
+    if data.get("mcp") is not None or flags.get("mcp_config") or flags.get("mcp"):
+        # stdlib only; checked now so a bad entry is exit 3 at start-up (not imported without MCP: 1 ms)
+        from .mcp import resolve_mcp_servers
 
-    mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
-                                                    flags.get("mcp") or ())
-    warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
+        mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
+                                                        flags.get("mcp") or ())
+        warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
 

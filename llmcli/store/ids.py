@@ -2,7 +2,6 @@
 the database, so none of it imports sqlite3."""
 
 import os
-import secrets
 import time
 from typing import Optional
 
@@ -25,7 +24,7 @@ def new_id(now: Optional[float] = None) -> str:
     Ids sort by creation time as text, so "latest" and `--since` need no extra column (ulid/spec).
     """
     ms = int((time.time() if now is None else now) * 1000)
-    value = (ms << 80) | secrets.randbits(80)
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")  # what secrets.randbits(80) does, unimported
     out = []
     for _ in range(26):
         out.append(_CROCKFORD[value & 31])
