@@ -52,6 +52,20 @@ def test_request_body_carries_prompt_model_options_and_auth(server, llmcli):
     assert "sk-test-123456789" not in r.stdout + r.stderr
 
 
+def test_short_options_bundled_and_a_misspelt_long_one(server, llmcli):
+    """Short options skip click's long-option lookup (cli/app.py LLMCliCommand, issue 22): bundled,
+    attached and separate forms still parse, and a misspelt long option still gets its suggestion."""
+    for args in (("-qm", "my-model"), ("-mmy-model",), ("-m", "my-model", "-q"), ("-m=my-model",)):
+        server.chat(Reply(pieces=OPENAI_STREAM))
+        r = llmcli(*args, "hello")
+        assert r.exit_code == 0, (args, r)
+        assert server.requests[-1].json["model"] == ("=my-model" if args == ("-m=my-model",) else "my-model"), args
+    r = llmcli("--modle", "x", "hello")
+    assert r.exit_code == 2 and "No such option '--modle'" in r.stderr and "--model" in r.stderr, r
+    r = llmcli("-Z", "hello")
+    assert r.exit_code == 2 and "No such option '-Z'" in r.stderr, r
+
+
 def test_stdin_then_blank_line_then_prompt(server, llmcli):
     server.chat(Reply(pieces=OPENAI_STREAM))
     r = llmcli("summarise", input="line one\nline two\n")

@@ -17,6 +17,7 @@ from .scripting import apply_templates, plan_from_params, scripting_options, tem
 from .logprob_options import apply_logprobs, logprob_options
 from .logs import log_options
 from .request import ask_request_options, build_request, history_format_options, load_history_file
+from .paramtypes import FILE
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -116,7 +117,7 @@ def connection_options_for(endpoint: str = "chat/completions", providers: Option
                          help=f"API root, e.g. {example} (requests go to URL/{endpoint}).  "
                               "[env: LLMCLI_BASE_URL]"),
             click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
-            click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+            click.option("--config", "config", metavar="FILE", type=FILE,
                          help="YAML config file.  [env: LLMCLI_CONFIG; default: ~/.config/llmcli/config.yaml]"),
         ]
         for option in reversed(options):
@@ -140,7 +141,7 @@ def timeout_options(f):
         click.option("--idle-timeout", type=float, metavar="SECS",
                      help="The longest gap between data events; keep-alive comments do not reset it.  [default: 300]"),
         click.option("--max-time", type=float, metavar="SECS", help="Limit for the whole run."),
-        click.option("--ca-bundle", metavar="FILE", type=click.Path(dir_okay=False),
+        click.option("--ca-bundle", metavar="FILE", type=FILE,
                      help="CA certificates for TLS (REQUESTS_CA_BUNDLE and proxy variables are honoured too)."),
         click.option("--debug", is_flag=True, default=None,
                      help="Diagnostics on stderr; on failure, save a replayable record in the data dir.  "
@@ -158,7 +159,7 @@ def request_options(f):
                      help="Request option such as temperature, top_p, max_tokens, seed, stop; any KEY is passed "
                           "through to the request body (VALUE parsed as JSON when it can be; 'null' removes a key). "
                           "Repeatable."),
-        click.option("--history", "history_file", metavar="FILE", type=click.Path(dir_okay=False),
+        click.option("--history", "history_file", metavar="FILE", type=FILE,
                      help="Prior turns as OpenAI messages (JSON array, JSONL or YAML list)."),
         click.option("-T", "--tool", "tools", multiple=True, metavar="NAME", shell_complete=_complete_tool,
                      help="Enable a built-in tool (web_search, web_fetch). Repeatable."),
@@ -173,7 +174,7 @@ def request_options(f):
         click.option("--deny-tool", "deny_tool", multiple=True, metavar="NAME",
                      help="Never run tool NAME (glob allowed); the model is told it was refused. Repeatable."),
         click.option("--yes", is_flag=True, default=None, help="Allow every tool call for this run."),
-        click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+        click.option("--functions", "functions", multiple=True, metavar="FILE", type=FILE,
                      help="Offer the command tools defined in a YAML FILE (see tools.user), or the functions of "
                           "a .py FILE (type hints and docstrings give the schema). Repeatable."),
         click.option("--text-tool-calls/--no-text-tool-calls", "text_tool_calls", default=None,
@@ -224,7 +225,32 @@ def gc_after_start_up():
         gc.enable()
 
 
+class LLMCliCommand(click.Command):
+    """click's Command without a cost on every short option. click's parser tries `-m` as a long option
+    first, and the NoSuchOption it builds for the miss computes "did you mean" suggestions, importing
+    difflib (~2 ms of a plain `ask -m x`), only to be dropped: the short-option path follows. A
+    single-dash word that is no long option skips that lookup; `--modle` still gets its suggestion.
+    Relies on two attributes of click's parser; without them, click's own path runs unchanged."""
+
+    def make_parser(self, ctx):
+        parser = super().make_parser(ctx)
+        match_long = getattr(parser, "_match_long_opt", None)
+        long_opts = getattr(parser, "_long_opt", None)
+        if match_long is None or not isinstance(long_opts, dict):
+            return parser
+
+        def _match_long_opt(opt, explicit_value, state):
+            if opt[:2] != "--" and opt not in long_opts:
+                raise click.NoSuchOption(opt, ctx=ctx)  # no suggestions: the short-option path takes it
+            return match_long(opt, explicit_value, state)
+
+        parser._match_long_opt = _match_long_opt
+        return parser
+
+
 class LLMCliGroup(click.Group):
+    command_class = LLMCliCommand  # every `@cli.command` (ask, config, …)
+
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
 
@@ -284,7 +310,7 @@ from .mcp import mcp_options  # noqa: E402 (imports only click)
               help="Show reasoning on stderr.  [default: when stderr is a terminal]")
 @click.option("--render", "render_markdown", is_flag=True,
               help="Render Markdown in the answer (only when stdout is a terminal; never in a pipe).")
-@click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--save", "save_path", metavar="FILE", type=FILE,
               help="Save the whole conversation (as --history reads it) after the answer.")
 @click.option("--raw", is_flag=True,
               help="On a terminal, print the answer's control characters as they are (by default escape "
@@ -614,9 +640,9 @@ def chat(message, vi_mode, show_reasoning, raw, **params):
 # tools, search, fetch
 @cli.command("tools", context_settings=CONTEXT_SETTINGS)
 @click.option("--json", "json_output", is_flag=True, help="Print the tool schemas as JSON.")
-@click.option("--functions", "functions", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--functions", "functions", multiple=True, metavar="FILE", type=FILE,
               help="Also list the tools defined in FILE (YAML command tools or a .py file). Repeatable.")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--config", "config", metavar="FILE", type=FILE,
               help="YAML config file.  [env: LLMCLI_CONFIG]")
 @mcp_options
 def tools_command(json_output, **params):
@@ -647,7 +673,7 @@ def _tool_settings_from(params):
 
 
 def tool_command_options(f):
-    f = click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+    f = click.option("--config", "config", metavar="FILE", type=FILE,
                      help="YAML config file.  [env: LLMCLI_CONFIG]")(f)
     f = click.option("--json", "json_output", is_flag=True, help="Print the result as JSON.")(f)
     return f
@@ -729,7 +755,7 @@ def config_group():
 
 
 @config_group.command("path")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--config", "config", metavar="FILE", type=FILE, help="YAML config file.")
 def config_path_command(config):
     """Print the config file's path."""
     from ..config.settings import config_path
@@ -768,7 +794,7 @@ def config_show(json_output, **params):
 
 
 @config_group.command("init")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="Where to write it.")
+@click.option("--config", "config", metavar="FILE", type=FILE, help="Where to write it.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def config_init(config, force):
     """Write a commented config file (XDG config dir by default)."""
@@ -780,7 +806,7 @@ def config_init(config, force):
 
 
 @config_group.command("edit")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="The file to edit.")
+@click.option("--config", "config", metavar="FILE", type=FILE, help="The file to edit.")
 def config_edit(config):
     """Open the config file in $EDITOR (creating it first if needed)."""
     from ..config.settings import config_path, load_config_file, write_config_template
@@ -830,7 +856,7 @@ def completion_script(shell: str) -> str:
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=FILE)
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document at the end.")
 @click.option("--jsonl", "jsonl_output", is_flag=True, help="Print JSON events as they are parsed.")
 def replay(file, json_output, jsonl_output):

@@ -13,6 +13,7 @@ import sys
 import click
 
 from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, echo_outside, settings_from_params
+from .paramtypes import FILE, FILE_OR_DASH
 
 REMOTE_COMMANDS = ("status", "wait", "fetch", "cancel")
 
@@ -78,10 +79,10 @@ class RemoteCommand(click.Command):
 
 
 @click.group("batch", cls=BatchGroup, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
-@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True),
+@click.argument("input_path", metavar="IN", type=FILE_OR_DASH,
                 shell_complete=_complete_in)
 @click.option("-o", "--output", "output_path", metavar="OUT",
-              type=click.Path(dir_okay=False, allow_dash=True),
+              type=FILE_OR_DASH,
               help="Output JSONL ('-' for stdout). An existing file is resumed: its finished items are skipped. "
                    "Required unless --remote.")
 @click.option("-p", "--provider", metavar="NAME", help="Provider from the config file or a preset.")
@@ -89,7 +90,7 @@ class RemoteCommand(click.Command):
 @click.option("--base-url", "base_urls", metavar="URL", multiple=True,
               help="API root; repeat for several endpoints (each request goes to the one with the fewest in flight).")
 @click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--config", "config", metavar="FILE", type=FILE, help="YAML config file.")
 @click.option("-s", "--system", metavar="TEXT", help="System prompt for items without one.")
 @click.option("--option", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
               help="Request option for every item (an item's options win). Repeatable.")
@@ -276,7 +277,7 @@ def remote_options(f):
         click.option("--base-url", metavar="URL", help="API root, e.g. https://api.openai.com/v1 (requests go to "
                                                         "URL/batches and URL/files).  [env: LLMCLI_BASE_URL]"),
         click.option("--api-key", metavar="KEY", help="API key sent as a Bearer token.  [env: LLMCLI_API_KEY]"),
-        click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file."),
+        click.option("--config", "config", metavar="FILE", type=FILE, help="YAML config file."),
         click.option("--retries", type=click.IntRange(0), metavar="N",
                      help="Retries of each request for connect errors, timeouts, 429 and 5xx.  [default: 2]"),
         click.option("--connect-timeout", type=float, metavar="SECS", help="Connect timeout.  [default: 10]"),
@@ -347,7 +348,7 @@ def wait_command(batch_id, wait_timeout, poll_interval, json_output, **params):
 @batch_command.command("fetch", cls=RemoteCommand, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("batch_id", metavar="ID")
 @click.option("-o", "--output", "output_path", metavar="OUT", required=True,
-              type=click.Path(dir_okay=False, allow_dash=True), help="Output JSONL ('-' for stdout); overwritten.")
+              type=FILE_OR_DASH, help="Output JSONL ('-' for stdout); overwritten.")
 @click.option("--openai-format", is_flag=True, help="Write the provider's output and error lines as they are.")
 @remote_options
 def fetch_command(batch_id, output_path, openai_format, **params):

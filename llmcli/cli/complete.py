@@ -11,6 +11,7 @@ import click
 
 from .app import CONTEXT_SETTINGS, EXIT_CODES_HELP, connection_options_for, settings_from_params
 from .app import timeout_options as _timeout_options
+from .paramtypes import FILE_OR_DASH
 
 
 _connection_options = connection_options_for("completions", "vllm, llamacpp, openai, local, ...")
@@ -24,7 +25,7 @@ _connection_options = connection_options_for("completions", "vllm, llamacpp, ope
 @click.option("--no-stdin", is_flag=True, help="Do not read piped standard input.")
 @click.option("--token-ids", "token_ids", metavar="IDS",
               help="Send the prompt as token ids, e.g. 1,2,3 (instead of text).")
-@click.option("--token-ids-file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--token-ids-file", metavar="FILE", type=FILE_OR_DASH,
               help="Read the prompt's token ids from FILE: a JSON array, or numbers separated by commas or spaces.")
 @click.option("--max-tokens", type=click.IntRange(1), metavar="N", help="Tokens to generate (max_tokens).")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT", help="Stop at TEXT. Repeatable.")

@@ -13,6 +13,8 @@ import time
 
 import click
 
+from .paramtypes import FILE, FILE_OR_DASH
+
 # The same as app.CONTEXT_SETTINGS: app.py imports this module for log_options, so not the other way round.
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -477,7 +479,7 @@ def logs_off():
 
 
 @logs_group.command("status")
-@click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--config", "config", metavar="FILE", type=FILE, help="YAML config file.")
 def logs_status(config):
     """Whether conversations are recorded, where, and how many there are."""
     from ..config.settings import config_path, load_config_file, strict_bool
@@ -532,7 +534,7 @@ def logs_export(ids, since):
 
 
 @logs_group.command("import")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("path", metavar="FILE", type=FILE_OR_DASH)
 @click.option("--from-llm", "from_llm", is_flag=True,
               help="FILE is simonw/llm's logs.db (e.g. ~/.config/io.datasette.llm/logs.db).")
 def logs_import(path, from_llm):

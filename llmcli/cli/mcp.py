@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .paramtypes import FILE
+
 # app.py applies mcp_options while it is being imported: take nothing from it at module level.
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,7 +27,7 @@ def echo_outside(text):
 def mcp_options(f):
     """--mcp and --mcp-config, for ask, chat, tools and the mcp commands."""
     f = click.option("--mcp-config", "mcp_config", multiple=True, metavar="FILE",
-                     type=click.Path(dir_okay=False),
+                     type=FILE,
                      help='MCP servers from a JSON FILE in the {"mcpServers": {NAME: {command, args, env} | '
                           '{url, headers}}} shape (Claude desktop, Cursor). Repeatable.')(f)
     f = click.option("--mcp", "mcp", multiple=True, metavar="CMD|URL",
@@ -37,7 +39,7 @@ def mcp_options(f):
 
 
 def _config_option(f):
-    return click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+    return click.option("--config", "config", metavar="FILE", type=FILE,
                         help="YAML config file.  [env: LLMCLI_CONFIG]")(f)
 
 

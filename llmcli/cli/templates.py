@@ -7,6 +7,7 @@ import os
 import click
 
 from .app import CONTEXT_SETTINGS
+from .paramtypes import FILE
 from .scripting import templates_directory as _templates_directory
 
 
@@ -28,7 +29,7 @@ def templates_group():
 
 
 def _config_option(f):
-    return click.option("--config", "config", metavar="FILE", type=click.Path(dir_okay=False),
+    return click.option("--config", "config", metavar="FILE", type=FILE,
                         help="YAML config file (templates live in templates/ beside it).")(f)
 
 
