@@ -6,30 +6,31 @@ before click is imported; everything else goes to click.
 
 
 def main():
-    import os
-    import sys
+    # Start-up allocates ~27,000 objects that live until exit (modules, classes, click's options): the
+    # cyclic GC would scan them ~50 times (~5 ms of a plain ask, issue 22). It is off from the first
+    # line until the command is known; cli/app.py turns it back on (gc_after_start_up) before the run
+    # proper, and embedded use (a test calling main()) gets it back however main() ends.
+    import gc
 
+    gc.disable()
     try:
-        from .cli import fast
+        import os
+        import sys
 
-        if "_LLMCLI_COMPLETE" in os.environ:
-            if fast.try_completion(os.environ):
+        try:
+            from .cli import fast
+
+            if "_LLMCLI_COMPLETE" in os.environ:
+                if fast.try_completion(os.environ):
+                    return
+            elif fast.try_help_or_version(sys.argv[1:]):
                 return
-        elif fast.try_help_or_version(sys.argv[1:]):
-            return
-        # Start-up allocates ~27,000 objects that live until exit (modules, classes, click's options):
-        # the cyclic GC would scan them ~50 times (~5 ms of a plain ask, issue 22). It is off until the
-        # command is known; cli/app.py turns it back on (gc_after_start_up) before the run proper.
-        import gc
-
-        gc.disable()
-        from .cli.app import main as cli_main
-    except KeyboardInterrupt:
-        raise SystemExit(130)
-    try:
+            from .cli.app import main as cli_main
+        except KeyboardInterrupt:
+            raise SystemExit(130)
         cli_main()
     finally:
-        gc.enable()  # embedded use (a test calling main()) gets its collector back whatever happened
+        gc.enable()
 
 
 if __name__ == "__main__":
