@@ -9,6 +9,8 @@ imports sqlite3 until something is written, and a log that cannot be written is 
 and the exit code never depend on it.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
@@ -62,19 +64,22 @@ class ExchangeLog:
     def __init__(self, settings, request_messages: List[dict], command: str, conversation_id: Optional[str] = None,
                  enabled: bool = True, files: Optional[list] = None, session: Optional[str] = None,
                  attachments: Optional[list] = None, price_now: bool = False):
-        from ..store.ids import new_id, session_key
-
         self.settings = settings
         self.enabled = enabled
         self.request_messages = [dict(m) for m in request_messages]
         self.command = command
-        self.conversation_id = conversation_id or new_id()
         self.new_conversation = conversation_id is None
-        self.exchange_id = new_id()
         self.files = files
         self.attachments = attachments  # this exchange's -a / /attach records (name, type, size, sha256)
         self.price_now = price_now  # the run prices itself anyway (-u, --json): no deferred pricing
-        self.session = session if session is not None else session_key()
+        if enabled:
+            from ..store.ids import new_id, session_key
+
+            self.conversation_id = conversation_id or new_id()
+            self.exchange_id: Optional[str] = new_id()
+            self.session = session if session is not None else session_key()
+        else:  # nothing will be written: no ids to make, no /proc to walk for the session (--no-log)
+            self.conversation_id, self.exchange_id, self.session = conversation_id, None, session
         self.created = time.time()
         self.recorded = False
         self.logged = False
