@@ -1,5 +1,7 @@
 """Batch input: one item per line, read lazily (a 100,000-line file streams in constant memory)."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 from dataclasses import dataclass, field

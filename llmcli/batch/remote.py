@@ -17,6 +17,8 @@ same timeouts, retries for connect errors, 408/409/429 and 5xx with Retry-After 
 HTTPError / NetworkError (exit 4 / 6), and any key the server echoes scrubbed from messages.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -5,6 +5,8 @@ Threads, not processes or asyncio: each request spends its time waiting on a soc
 keeps one transport (one connection pool) per endpoint.
 """
 
+from __future__ import annotations
+
 import collections
 import queue
 import threading

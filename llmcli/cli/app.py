@@ -4,6 +4,8 @@ Imports are lazy on purpose: `llmcli --help` and every shell-completion TAB impo
 nothing heavy (requests, yaml, prompt_toolkit) may be imported at module level (STYLE.md rule 1).
 """
 
+from __future__ import annotations
+
 import os
 import sys
 

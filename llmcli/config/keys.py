@@ -13,6 +13,8 @@ portable way to list entries, and reading the index (not importing keyring, whic
 is all a run does for a provider with no stored key, so a plain `ask` never loads keyring.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -13,6 +13,8 @@ imports the `mcp` SDK: a bad definition is a ConfigError (exit 3) naming the key
         old: {url: "http://127.0.0.1:3002/sse", transport: sse}
 """
 
+from __future__ import annotations
+
 import os
 import re
 import shlex

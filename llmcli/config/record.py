@@ -8,6 +8,8 @@ list of fields, as with a dataclass: each annotated name is a field, its value (
 Defaults must be immutable (tuples, not lists), as a frozen value's are.
 """
 
+from __future__ import annotations
+
 from typing import Any, Dict, Tuple
 
 

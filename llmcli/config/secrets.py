@@ -7,6 +7,8 @@ Set-Cookie are all caught, and a new provider's header most likely too). A URL's
 from the text before it is shown, recorded or replayed.
 """
 
+from __future__ import annotations
+
 import re
 from typing import Iterable, Mapping, Optional
 

@@ -5,6 +5,8 @@ provider preset > built-in default. Every resolved value remembers where it came
 `llmcli config show` can say so. API keys are held as `Secret` so that they never print by accident.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import sys

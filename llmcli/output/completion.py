@@ -4,6 +4,8 @@ The text mode is `render.TextRenderer` itself (a completion streams `TextDelta`s
 these two add what only a completion has: every choice (`-n`), token ids and logprobs.
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
 from ..errors import LLMCliError

@@ -6,6 +6,8 @@ line is rewritten by moving the cursor up over the rows it wrapped to (display w
 printing the styled version. Only used when stdout is a terminal and colour is allowed.
 """
 
+from __future__ import annotations
+
 import re
 from typing import List
 

@@ -5,6 +5,8 @@ stderr. On a terminal every delta is flushed; in a pipe output is buffered and f
 (and at least every 100 ms), so `llmcli ask … | other` still streams without a syscall per token.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

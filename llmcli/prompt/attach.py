@@ -14,6 +14,8 @@ than downscaled. Downloading is not done here (prompt/ must not import tools/): 
 `fetch(url) -> (bytes, content_type)` that goes through web_fetch's SSRF guard.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import os

@@ -7,6 +7,8 @@ framing per message, and fixed amounts for images, files and audio. They err on 
 request that passes the check fits.
 """
 
+from __future__ import annotations
+
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError

@@ -4,6 +4,8 @@ Layout of the new user message (documented in the README): each `-f` file as a f
 by its name, then piped stdin, then the prompt words — separated by blank lines.
 """
 
+from __future__ import annotations
+
 import json
 import os
 from typing import List, Optional, Sequence, Tuple

@@ -20,6 +20,8 @@ responding to each 'tool_call_id'"), to a result whose call is gone, and some to
 Pure functions, linear in the number of messages; the shared conversation log calls this too.
 """
 
+from __future__ import annotations
+
 from typing import Dict, List, Optional, Tuple
 
 from ..events import Value

@@ -11,6 +11,8 @@ and defaults are merged key by key, tools are added up. Flags override them all 
 User files in the templates dir override the built-ins of the same name.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import string

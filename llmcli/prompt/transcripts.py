@@ -12,6 +12,8 @@
 A file that fits none is an InputError (exit 3) quoting the line that broke.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from typing import List, Optional

@@ -14,6 +14,8 @@ socket read; closing the `events()` generator runs its `finally` blocks, which c
 response, so the server sees the connection go away immediately. What arrived is kept, marked.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import signal

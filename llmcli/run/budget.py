@@ -18,6 +18,8 @@ A cost budget needs a price: the server's `usage.cost` after the fact, and genai
 than a limit that silently does nothing; `--max-tokens-total` still works.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os

@@ -5,6 +5,8 @@ and the run's state (text so far, every choice, usage, timing) lives on the obje
 the caller keeps what arrived. There are no tools and no turns: one request, one stream.
 """
 
+from __future__ import annotations
+
 import time
 from typing import List, Optional
 

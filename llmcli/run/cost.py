@@ -13,6 +13,8 @@ is asked for (`-u`, `--json`, `--jsonl`, chat, a budget): a plain `ask` never lo
 (tests/test_startup.py).
 """
 
+from __future__ import annotations
+
 from typing import Iterable, List, Optional, Tuple
 
 from ..events import FrozenValue

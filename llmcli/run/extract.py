@@ -1,5 +1,7 @@
 """`-x/--extract`: the first (or last, or first of a language) fenced code block of an answer."""
 
+from __future__ import annotations
+
 import re
 from typing import List, Optional, Tuple
 

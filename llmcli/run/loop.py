@@ -5,6 +5,8 @@ reasoning, tool activity, usage, timing) lives on the object, so whatever fails,
 has what arrived (PROTOCOL.md §2: "the user keeps what arrived").
 """
 
+from __future__ import annotations
+
 import time
 from typing import Callable, Dict, List, Optional
 

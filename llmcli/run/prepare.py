@@ -3,6 +3,8 @@ web_fetch's SSRF guard, hygiene, the context-window check, and the one-shot summ
 `/compact`. The pure parts live in llmcli.prompt; this module adds what needs the network.
 """
 
+from __future__ import annotations
+
 from typing import Callable, List, Optional, Tuple
 
 from ..errors import HTTPError, InputError, LLMCliError, ToolError

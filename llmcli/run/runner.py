@@ -2,6 +2,8 @@
 into a renderer. Sits below cli.py and repl.py (which both use it) and above chat/client/tools.
 """
 
+from __future__ import annotations
+
 import sys
 import time
 from typing import Optional, Tuple

@@ -7,6 +7,8 @@ pwsh's parser), one repair request carrying the shell's error, and one-line risk
 destructive patterns. Talking to the model goes through the same `RunWiring` that `ask` uses.
 """
 
+from __future__ import annotations
+
 import os
 import platform
 import re

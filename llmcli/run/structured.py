@@ -15,6 +15,8 @@ dir), so a later run does not repeat a rejected attempt; `llmcli doctor --save` 
 provider's config (`capabilities.response_format`), which wins over the memory.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -11,6 +11,8 @@ n to n + 1 inside one transaction. A database from a newer llmcli is refused wit
 older one is migrated after a copy of it is kept next to it (`logs.db.v1.bak`).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

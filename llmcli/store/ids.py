@@ -1,6 +1,8 @@
 """Ids, paths, the session key and the on/off switch: what `ask` needs before (or instead of) opening
 the database, so none of it imports sqlite3."""
 
+from __future__ import annotations
+
 import os
 import time
 from typing import Optional

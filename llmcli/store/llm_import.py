@@ -10,6 +10,8 @@ Each llm response becomes one exchange whose request is the conversation so far 
 earlier prompt and answer, tool calls and results included) plus its prompt, as llm itself sends it.
 """
 
+from __future__ import annotations
+
 import json
 import sqlite3
 from datetime import datetime, timezone

@@ -12,6 +12,8 @@ May import: wire, prompt, config, events, errors, status.
 Must not import: run, output, cli, repl.
 """
 
+from __future__ import annotations
+
 from typing import Dict
 
 from ..errors import ToolError

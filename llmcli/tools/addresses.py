@@ -11,6 +11,8 @@ carry an IPv4 address (mapped, compatible, SIIT-translated, NAT64, 6to4) are jud
 address inside them, since that is where the packets end up.
 """
 
+from __future__ import annotations
+
 import ipaddress
 from typing import List, Optional, Union
 

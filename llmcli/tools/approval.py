@@ -6,6 +6,8 @@ their effects are unknown to us. `ask` with no terminal to ask on is a refusal t
 remembered for the rest of the session.
 """
 
+from __future__ import annotations
+
 from typing import Dict, Iterable, Mapping, Optional
 
 from ..errors import ConfigError

@@ -4,6 +4,8 @@ Stdlib only: `import llmcli.tools` sits on the start-up path (completion re-impo
 every TAB), so anything heavy is imported inside the function that needs it.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 

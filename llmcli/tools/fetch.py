@@ -18,6 +18,8 @@ The page is untrusted input: it is converted to text and handed to the model as 
 `URL:`/`Title:` header; nothing in it is interpreted.
 """
 
+from __future__ import annotations
+
 import codecs
 import re
 import time

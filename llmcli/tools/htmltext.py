@@ -11,6 +11,8 @@ far better than tag rules can. Two things are done around it:
   (scripts, styles, nav, header, footer, aside, forms), preferring <main>/<article> if present.
 """
 
+from __future__ import annotations
+
 import re
 from html.parser import HTMLParser
 from typing import List, Optional, Tuple

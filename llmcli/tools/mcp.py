@@ -22,6 +22,8 @@ group (it is started in its own session); whatever still lives after that is kil
 to the group), so no server or child of one outlives llmcli, also after Ctrl-C or SIGTERM.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import fnmatch
 import json

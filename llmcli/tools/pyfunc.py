@@ -21,6 +21,8 @@ reads; `print()` inside a function is captured and added to the result, so it ne
 stdout, which carries only the answer. Stdlib only at import time.
 """
 
+from __future__ import annotations
+
 import inspect
 import json
 import os

@@ -15,6 +15,8 @@ private-address guard (a self-hosted SearXNG on localhost is a normal set-up). T
 appears in a message: every error text is built here from the status and the backend's name.
 """
 
+from __future__ import annotations
+
 import re
 import time
 from dataclasses import dataclass

@@ -13,6 +13,8 @@ file (`--functions tools.py`, or `- python: tools.py` in `tools.user`) offers it
       cwd: /tmp
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -10,6 +10,8 @@ it, so a separate watchdog thread enforces the idle timeout (time since the last
 `--max-time` (the whole run) by shutting the socket down, which unblocks the read at once.
 """
 
+from __future__ import annotations
+
 import json
 import random
 import socket

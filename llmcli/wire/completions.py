@@ -13,6 +13,8 @@ same SSE as chat (so `sse.py`, the transport's retries, timeouts and watchdog ar
 and what the user keeps when something fails (PROTOCOL.md §2).
 """
 
+from __future__ import annotations
+
 import json
 from typing import Any, Dict, List, Optional
 

@@ -13,6 +13,8 @@ A model is loaded once per process (`load_model`); llama.cpp's own logging never
 (stdout carries only the answer, STYLE.md rule 5) unless --debug asks for diagnostics.
 """
 
+from __future__ import annotations
+
 import importlib.metadata
 import importlib.util
 import os

@@ -7,6 +7,8 @@ others. The raw chunks are inspected here (not through StreamDecoder) because th
 *which* fields the server uses: `reasoning_content` or `reasoning`, a usage chunk or none.
 """
 
+from __future__ import annotations
+
 import json
 import time
 from dataclasses import dataclass, field

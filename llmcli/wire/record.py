@@ -5,6 +5,8 @@ says which are secret), the body of a chat request holds no key, and a key echoe
 is scrubbed from the response bytes kept.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os

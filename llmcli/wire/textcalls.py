@@ -21,6 +21,8 @@ when it is a complete call to a declared tool. Anything still held at the end th
 a call is released then. Nothing the model wrote is lost: text that is not a call is always shown.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from typing import Iterable, List, Optional, Tuple
