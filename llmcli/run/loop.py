@@ -374,8 +374,9 @@ class ChatRun:
             # ids unique in the conversation (a chat starts each message at round 0): count its turns
             turn_no = sum(1 for m in self.messages if isinstance(m, dict) and m.get("role") == "assistant")
             textcalls = TextCallFilter(self.tools, id_prefix=f"text_call_{turn_no}")
-        # The turn's text is the decoder's own buffer unless the run's text differs from it.
-        own = textcalls is not None or not hasattr(exchange.decoder, "content_buffer")
+        # The turn's text is the decoder's own buffer (every chat decoder has `content_buffer`) unless the
+        # run's text differs from it.
+        own = textcalls is not None
         if own:
             self._turn_own = TextBuffer()
         else:

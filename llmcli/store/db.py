@@ -555,8 +555,7 @@ def _answer_once(messages, answer):
     for i in range(len(messages) - 1, -1, -1):
         msg = messages[i]
         if isinstance(msg, dict) and msg.get("role") == "assistant":
-            content = msg.get("content")
-            if content is answer or (isinstance(content, str) and content == answer):
+            if msg.get("content") == answer:  # the very object, for an answer just streamed: no compare
                 ref = {k: v for k, v in msg.items() if k != "content"}
                 ref[ANSWER_REF] = True
                 return messages[:i] + [ref] + messages[i + 1:]

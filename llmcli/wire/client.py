@@ -23,7 +23,7 @@ from ..config.secrets import redact_headers, redact_url, scrub, secret_values
 from ..config.settings import Settings
 from ..errors import HTTPError, LLMCliError, NetworkError, StreamError, TimeoutExpired
 from .sse import EventTooLarge, SSEDecoder
-from .stream import StreamDecoder, decode_non_streamed, tool_names_of
+from .stream import StreamDecoder, TextBuffer, decode_non_streamed, tool_names_of
 
 RETRYABLE_STATUS = {408, 409, 429}
 READ_SIZE = 65536
@@ -367,8 +367,6 @@ class _ReplayedDecoder:
     def __init__(self, result):
         self.result = result
         self.done = True
-        from .stream import TextBuffer
-
         self.content_buffer = TextBuffer()  # the text the replay hands out, as StreamDecoder's
         if result.content:
             self.content_buffer.append(result.content)
