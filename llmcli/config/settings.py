@@ -668,34 +668,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         base_url = normalise_base_url(base_url, sources["base_url"])
 
     # -- API key -------------------------------------------------------------------------------
-    # flag > environment (LLMCLI_API_KEY, the provider's api_key_env, the preset's variable) > api_key_cmd >
-    # a key stored by `llmcli keys set PROVIDER` (keyring or its 0600 file) > api_key in the config file.
-    api_key = None
-    key_env_names = ["LLMCLI_API_KEY"]
-    if prov_cfg.get("api_key_env"):
-        key_env_names.append(str(prov_cfg["api_key_env"]))
-    if preset and preset.key_env:
-        key_env_names.append(preset.key_env)
-    if flags.get("api_key"):
-        api_key, sources["api_key"] = flags["api_key"], "--api-key flag"
-    for name in key_env_names:
-        if api_key is None and env.get(name):
-            api_key, sources["api_key"] = env[name], name
-    if api_key is None and prov_cfg.get("api_key_cmd"):
-        api_key, sources["api_key"] = run_key_command(str(prov_cfg["api_key_cmd"]), provider), "api_key_cmd"
-    if api_key is None and provider and provider != LOCAL_PROVIDER:
-        from .keys import stored_key
-
-        found = stored_key(provider, home_dir(env))
-        if found is not None:
-            api_key, sources["api_key"] = found[0], f"llmcli keys: {found[1]}"
-    if api_key is None and prov_cfg.get("api_key"):
-        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
-    if api_key is None and provider != LOCAL_PROVIDER:
-        # config show then says where it looked, in order
-        looked = ["--api-key"] + key_env_names + (["api_key_cmd"] if prov_cfg.get("api_key_cmd") else []) \
-            + ([f"llmcli keys ({provider})", "config file"] if provider else [])
-        sources["api_key"] = "not set; looked in " + " > ".join(looked)
+    api_key = _api_key(flags, env, prov_cfg, preset, provider, file_src, sources)
 
     # -- model ---------------------------------------------------------------------------------
     if not model:
@@ -739,24 +712,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
 
     # -- tools ---------------------------------------------------------------------------------
     tools_cfg = data.get("tools") or {}
-    if flags.get("no_tools"):
-        tools: Tuple[str, ...] = ()
-        sources["tools"] = "--no-tools flag"
-    elif flags.get("all_tools"):
-        tools = ("web_search", "web_fetch")
-        sources["tools"] = "--tools flag"
-    elif flags.get("tools"):
-        tools = tuple(dict.fromkeys(flags["tools"]))
-        sources["tools"] = "--tool flag"
-    else:
-        enabled = tools_cfg.get("enabled") or ()
-        if enabled:
-            sources["tools"] = file_src
-        if enabled in (True, "all"):
-            enabled = ("web_search", "web_fetch")
-        if isinstance(enabled, str):
-            enabled = (enabled,)
-        tools = tuple(str(t) for t in enabled)
+    tools = _enabled_tools(flags, tools_cfg, file_src, sources)
     # Switches: on when any layer turns them on (a flag cannot be overruled from below); the source is
     # the highest layer that did.
     confirm = _switch(sources, "confirm_tools", (flags.get("confirm_tools"), "--confirm-tools flag"),
@@ -787,14 +743,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
         send_reasoning, sources["send_reasoning"] = "always", f"{file_src} (request.reattach_reasoning)"
     local_cfg = dict(data.get("local") or {})
-    mcp_servers: tuple = ()
-    if data.get("mcp") is not None or flags.get("mcp_config") or flags.get("mcp"):
-        # stdlib only; checked now so a bad entry is exit 3 at start-up (not imported without MCP: 1 ms)
-        from .mcp import resolve_mcp_servers
-
-        mcp_servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (),
-                                                        flags.get("mcp") or ())
-        warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
+    mcp_servers = _mcp_servers(data, flags, path, warnings)
     if provider == LOCAL_PROVIDER:
         local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
 
@@ -834,6 +783,72 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         warnings=tuple(warnings),
         **fields,
     )
+
+
+def _api_key(flags, env, prov_cfg: dict, preset: Optional[Preset], provider: Optional[str], file_src: str,
+             sources: Dict[str, str]) -> Optional[str]:
+    """flag > environment (LLMCLI_API_KEY, the provider's api_key_env, the preset's variable) > api_key_cmd >
+    a key stored by `llmcli keys set PROVIDER` (keyring or its 0600 file) > api_key in the config file."""
+    api_key = None
+    key_env_names = ["LLMCLI_API_KEY"]
+    if prov_cfg.get("api_key_env"):
+        key_env_names.append(str(prov_cfg["api_key_env"]))
+    if preset and preset.key_env:
+        key_env_names.append(preset.key_env)
+    if flags.get("api_key"):
+        api_key, sources["api_key"] = flags["api_key"], "--api-key flag"
+    for name in key_env_names:
+        if api_key is None and env.get(name):
+            api_key, sources["api_key"] = env[name], name
+    if api_key is None and prov_cfg.get("api_key_cmd"):
+        api_key, sources["api_key"] = run_key_command(str(prov_cfg["api_key_cmd"]), provider), "api_key_cmd"
+    if api_key is None and provider and provider != LOCAL_PROVIDER:
+        from .keys import stored_key
+
+        found = stored_key(provider, home_dir(env))
+        if found is not None:
+            api_key, sources["api_key"] = found[0], f"llmcli keys: {found[1]}"
+    if api_key is None and prov_cfg.get("api_key"):
+        api_key, sources["api_key"] = str(prov_cfg["api_key"]), file_src
+    if api_key is None and provider != LOCAL_PROVIDER:
+        # config show then says where it looked, in order
+        looked = ["--api-key"] + key_env_names + (["api_key_cmd"] if prov_cfg.get("api_key_cmd") else []) \
+            + ([f"llmcli keys ({provider})", "config file"] if provider else [])
+        sources["api_key"] = "not set; looked in " + " > ".join(looked)
+    return api_key
+
+
+def _enabled_tools(flags, tools_cfg: dict, file_src: str, sources: Dict[str, str]) -> Tuple[str, ...]:
+    """--no-tools > --tools > --tool NAME… > tools.enabled in the file (a name, a list, true or "all")."""
+    if flags.get("no_tools"):
+        sources["tools"] = "--no-tools flag"
+        return ()
+    if flags.get("all_tools"):
+        sources["tools"] = "--tools flag"
+        return ("web_search", "web_fetch")
+    if flags.get("tools"):
+        sources["tools"] = "--tool flag"
+        return tuple(dict.fromkeys(flags["tools"]))
+    enabled = tools_cfg.get("enabled") or ()
+    if enabled:
+        sources["tools"] = file_src
+    if enabled in (True, "all"):
+        enabled = ("web_search", "web_fetch")
+    if isinstance(enabled, str):
+        enabled = (enabled,)
+    return tuple(str(t) for t in enabled)
+
+
+def _mcp_servers(data: dict, flags, path: str, warnings: List[str]) -> tuple:
+    """mcp.servers, --mcp-config files and --mcp one-offs, checked now so a bad entry is exit 3 at start-up;
+    config/mcp.py (stdlib only) is not imported when none is configured (1 ms of every run)."""
+    if data.get("mcp") is None and not flags.get("mcp_config") and not flags.get("mcp"):
+        return ()
+    from .mcp import resolve_mcp_servers
+
+    servers, mcp_warnings = resolve_mcp_servers(data.get("mcp"), flags.get("mcp_config") or (), flags.get("mcp") or ())
+    warnings.extend(f"{path}: {w}" if w.startswith(("unknown config key", "mcp.")) else w for w in mcp_warnings)
+    return servers
 
 
 def _switch(sources: Dict[str, str], name: str, *layers) -> bool:
