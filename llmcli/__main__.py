@@ -25,10 +25,15 @@ def main():
                     return
             elif fast.try_help_or_version(sys.argv[1:]):
                 return
-            from .cli.app import main as cli_main
+            from .cli.app import Ending, main as cli_main
         except KeyboardInterrupt:
             raise SystemExit(130)
-        cli_main()
+        try:
+            cli_main(own=True)
+        except Ending as ending:  # an ask: its output written, its log committed (cli/app.py)
+            gc.enable()
+            ending.now()  # returns only when the interpreter's own end is needed
+            raise
     finally:
         gc.enable()
 

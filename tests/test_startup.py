@@ -1,5 +1,6 @@
 """Start-up stays lazy: `--help` (and every shell-completion TAB) must not import the heavy modules."""
 
+import os
 import subprocess
 import sys
 
@@ -311,3 +312,44 @@ def test_the_collector_is_off_for_start_up_only(server, command):
     if command == "ask":
         assert proc.stdout == "hi\n", proc.stderr[-300:]
         assert "collections before the run: 0 enabled during it: True" in proc.stderr, proc.stderr[-300:]
+
+
+TEARDOWN_PROBE = ("import atexit, os, sys\n"
+                  "exit_now = os._exit\n"
+                  "def traced(code):\n"
+                  "    os.write(2, b'ended at once\\n')\n"
+                  "    exit_now(code)\n"
+                  "os._exit = traced  # the one way to end without the interpreter's teardown\n"
+                  "atexit.register(lambda: sys.stderr.write('atexit ran\\n'))\n"
+                  "sys.argv = ['llmcli'] + sys.argv[1:]\n"
+                  "from llmcli.__main__ import main\n"
+                  "main()\n")
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_an_ask_ends_its_process_at_once_and_loses_nothing(server, status):
+    """The console script's ask skips the interpreter's teardown (cli/app.py Ending, ~5 ms, bench case b)
+    after flushing a long answer to the pipe and running the atexit callbacks; the exit code stays."""
+    from localserver import Reply, text_stream
+
+    words = [f"w{i} " for i in range(5000)]
+    if status == 200:
+        server.chat(Reply(pieces=text_stream(*words)))
+    else:
+        server.chat(Reply(status=401, pieces=[b'{"error": {"message": "bad key"}}'], content_type="application/json",
+                          chunked=False))
+    proc = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, "ask", "--base-url", server.base_url, "--retries", "0",
+                           "q"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert "atexit ran\nended at once\n" in proc.stderr, proc.stderr[-500:]
+    if status == 200:
+        assert proc.returncode == 0 and proc.stdout == "".join(words) + "\n"
+    else:
+        assert proc.returncode == 4 and proc.stdout == "" and "llmcli: error:" in proc.stderr
+
+
+def test_other_commands_end_as_python_does(tmp_path):
+    env = dict(os.environ, LLMCLI_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, "logs", "status"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert proc.returncode == 0 and "logging: on" in proc.stdout
+    assert "atexit ran" in proc.stderr and "ended at once" not in proc.stderr
