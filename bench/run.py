@@ -361,35 +361,45 @@ class Bench:
         self.record("g", rows, notes)
 
     def log_write_parts(self):
-        """Where the log's time goes, measured in a child: importing sqlite3 and llmcli.store.db, then
-        open + one exchange + close (the close is the last connection's WAL checkpoint: fsyncs)."""
+        """Where the log's time goes, measured in a child: what an ask does (import llmcli.store.pending,
+        append one exchange: no sqlite3), and what the next reader of the log (-c, `logs`, chat) pays to
+        move waiting exchanges into SQLite (open + move + close, for 0, 1 and 20 waiting)."""
         code = (
-            "import time, tempfile, sys\n"
+            "import time, tempfile\n"
             "import llmcli.errors, llmcli.run.logrecord, llmcli.wire.client, requests  # every ask has these\n"
             "t0 = time.perf_counter()\n"
-            "from llmcli.store.db import Store\n"
+            "from llmcli.store import pending\n"
             "t1 = time.perf_counter()\n"
-            "home = tempfile.mkdtemp(); Store(home + '/logs.db').close()\n"
-            "runs = []\n"
+            "from llmcli.store.ids import new_id\n"
+            "path = tempfile.mkdtemp() + '/logs.db'\n"
+            "def rec():\n"
+            "    return {'id': new_id(), 'conversation_id': new_id(), 'prompt': 'hi', 'answer': 'yo',\n"
+            "            'request_messages': [{'role': 'user', 'content': 'hi'}],\n"
+            "            'response_messages': [{'role': 'assistant', 'content': 'yo'}]}\n"
+            "appends = []\n"
             "for i in range(%d):\n"
-            "    t = time.perf_counter(); s = Store(home + '/logs.db')\n"
-            "    s.record({'id': 'X%%d' %% i, 'conversation_id': 'C%%d' %% i, 'prompt': 'hi', 'answer': 'yo',\n"
-            "              'request_messages': [{'role': 'user', 'content': 'hi'}]})\n"
-            "    t2 = time.perf_counter(); s.close(); t3 = time.perf_counter()\n"
-            "    runs.append((t3 - t, t3 - t2))\n"
-            "runs.sort()\n"
-            "print((t1 - t0) * 1000, runs[len(runs) // 2][0] * 1000, runs[len(runs) // 2][1] * 1000)\n"
+            "    r = rec(); t = time.perf_counter(); pending.append(path, r); appends.append(time.perf_counter() - t)\n"
+            "appends.sort()\n"
+            "from llmcli.store.db import Store\n"
+            "Store(path).close()\n"
+            "def reader(k):\n"
+            "    for _ in range(k):\n"
+            "        pending.append(path, rec())\n"
+            "    t = time.perf_counter(); Store(path).close(); return time.perf_counter() - t\n"
+            "opens = [sorted(reader(k) for _ in range(7))[3] * 1000 for k in (0, 1, 20)]\n"
+            "print((t1 - t0) * 1000, appends[len(appends) // 2] * 1000, *opens)\n"
         ) % max(5, self.reps * 2)
         env = dict(self.env)
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed llmcli has its .pyc files
         subprocess.run([self.py, "-c", "import llmcli.store.db"], env=env, capture_output=True)
         proc = subprocess.run([self.py, "-c", code], env=env, capture_output=True, text=True)
         try:
-            imp, write, close = (float(x) for x in proc.stdout.split())
+            imp, append, open0, open1, open20 = (float(x) for x in proc.stdout.split())
         except ValueError:
             return ["could not measure the parts: " + proc.stderr.strip()[-200:]]
-        notes = [f"parts (in-process, median): import sqlite3 + llmcli.store.db {imp:.1f} ms; "
-                 f"open + record + close {write:.1f} ms, of which close (WAL checkpoint, fsync) {close:.1f} ms"]
+        notes = [f"parts (in-process, median): an ask imports llmcli.store.pending {imp:.2f} ms and appends its "
+                 f"exchange {append:.2f} ms; the next reader of the log opens it (open + move + close) in "
+                 f"{open0:.1f} ms with none waiting, {open1:.1f} ms with 1, {open20:.1f} ms with 20"]
         return notes + self.log_cost_parts(env)
 
     def log_cost_parts(self, env):

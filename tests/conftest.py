@@ -88,6 +88,19 @@ class Result:
         return f"Result(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
 
 
+def log_db(home):
+    """The conversation log's SQLite file under `home`, with every exchange in it: those that asks left
+    waiting (logs.db.pending) are moved in first, as every llmcli command that reads the log does."""
+    from llmcli.store import pending
+
+    path = os.path.join(str(home), "logs.db")
+    if pending.waiting(path):
+        from llmcli.store.db import Store
+
+        Store(path).close()
+    return path
+
+
 def invoke(*args, input=None, env=None):
     """Run the CLI in-process through the same entry point users get (exit-code mapping included)."""
     from click.testing import CliRunner

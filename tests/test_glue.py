@@ -193,6 +193,8 @@ def test_ask_attach_is_logged_by_reference_and_a_continued_request_stays_valid(s
     assert r.exit_code == 0, r
     sent = server.requests[-1].json["messages"][-1]["content"]
     assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")  # the server got the bytes
+    waiting = open(os.path.join(isolated_env, "logs.db.pending"), "rb").read()  # the exchange, not yet moved in
+    assert digest.encode() in waiting and base64.b64encode(png_bytes())[:40] not in waiting
     (ex,) = stored_exchanges(isolated_env)
     record = {"name": str(image), "type": "image/png", "size": len(png_bytes()), "sha256": digest}
     assert ex["attachments"] == [record]
@@ -304,7 +306,7 @@ def test_recording_a_plain_ask_does_not_load_the_price_table(server, isolated_en
                            "-m", "gpt-4o-mini", "q"], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, env=dict(os.environ))
     assert proc.returncode == 0 and proc.stdout == "hi\n"
-    assert "llmcli.store.db" in proc.stderr  # it was recorded (so the check below can fail)
+    assert "llmcli.store.pending" in proc.stderr  # it was recorded (so the check below can fail)
     assert "genai_prices" not in proc.stderr
     (usages,) = rows(isolated_env, "SELECT cost_usages FROM exchanges")[0]
     assert json.loads(usages)[0]["usage"] == USAGE

@@ -202,6 +202,24 @@ def test_plain_ask_imports_none_of_the_lazy_modules(server):
     assert not modules & (set(HEAVY) - {"requests", "urllib3", "sseclient"}), sorted(modules & set(HEAVY))
 
 
+def test_a_logged_ask_appends_without_sqlite_and_the_next_reader_moves_it_in(server, tmp_path):
+    """The log costs an ask one appended line (store/pending.py): sqlite3 is for the readers of the log."""
+    import os
+
+    from localserver import Reply, text_stream
+
+    server.chat([Reply(pieces=text_stream("hi")), Reply(pieces=text_stream("again"))])
+    env = dict(os.environ, LLMCLI_HOME=str(tmp_path))
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "m", "hello", env=env)
+    assert proc.returncode == 0 and proc.stdout == "hi\n", proc.stderr[-500:]
+    assert "sqlite3" not in names and "_sqlite3" not in names
+    assert os.path.getsize(tmp_path / "logs.db.pending") > 0 and not os.path.exists(tmp_path / "logs.db")
+    proc, names = imported_modules("ask", "--base-url", server.base_url, "-m", "m", "-c", "more", env=env)
+    assert proc.returncode == 0 and proc.stdout == "again\n", proc.stderr[-500:]
+    assert "sqlite3" in names  # -c reads the log: the first exchange moved in, so it could continue it
+    assert server.requests[-1].json["messages"][-2] == {"role": "assistant", "content": "hi"}
+
+
 def test_a_history_file_still_loads_the_transcript_parsers(server, tmp_path):
     """The other side of the check above (so it can fail): --history imports the parsers and uses them."""
     import json

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import invoke
+from conftest import invoke, log_db
 from localserver import Reply, chunk, sse, text_stream
 
 from llmcli.store import db as store_db
@@ -27,7 +27,7 @@ def echo_reply(handler, rec):
 
 
 def db_file(home):
-    return os.path.join(str(home), "logs.db")
+    return log_db(home)
 
 
 def rows(home, sql, args=()):
@@ -150,6 +150,7 @@ def test_a_recognisable_key_never_reaches_the_database(server, isolated_env):
     r = invoke("ask", "--base-url", server.base_url, "--api-key", SECRET, "-c", "again")
     assert r.exit_code == 0
     assert server.requests[-1].headers["Authorization"] == f"Bearer {SECRET}"  # it was really used
+    assert os.path.getsize(os.path.join(isolated_env, "logs.db.pending")) > 0  # the second, waiting: read too
     for name in os.listdir(isolated_env):
         with open(os.path.join(isolated_env, name), "rb") as fh:
             assert SECRET.encode() not in fh.read(), name
@@ -168,6 +169,102 @@ def test_sixteen_parallel_asks_are_all_recorded(server, isolated_env):
     got = dict(rows(isolated_env, "SELECT prompt, answer FROM exchanges"))
     assert got == {f"prompt number {i}": f"echo: prompt number {i}" for i in range(16)}
     assert rows(isolated_env, "SELECT COUNT(DISTINCT conversation_id) FROM exchanges") == [(16,)]
+
+
+def test_asks_and_readers_in_parallel_move_every_exchange_in_exactly_once(server, isolated_env):
+    """Appenders (asks) and movers (every reader of the log) at once, as real processes: each exchange ends
+    in the database once, none stays behind (store/pending.py)."""
+    server.chat(echo_reply)
+    assert ask(server, "prompt number 0").exit_code == 0
+    reader = [sys.executable, "-m", "llmcli", "logs", "list", "--json", "-n", "100"]
+    procs = []
+    for i in range(1, 17):
+        procs.append(spawn(server, f"prompt number {i}"))
+        if i % 3 == 0:
+            procs.append(subprocess.Popen(reader, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and err == b"", (p.args, err)
+    got = rows(isolated_env, "SELECT prompt, COUNT(*) FROM exchanges GROUP BY prompt")
+    assert dict(got) == {f"prompt number {i}": 1 for i in range(17)}
+    assert os.path.getsize(os.path.join(isolated_env, "logs.db.pending")) == 0
+    assert not os.path.exists(os.path.join(isolated_env, "logs.db.pending.bad"))
+
+
+def test_an_append_waits_while_the_pending_file_is_being_moved(isolated_env):
+    from llmcli.store import pending
+
+    os.makedirs(isolated_env)
+    path = os.path.join(str(isolated_env), "logs.db")
+    record = {"id": new_id(), "conversation_id": new_id(), "prompt": "late", "request_messages": []}
+    assert pending.append(path, dict(record, id=new_id(), prompt="early"))
+    taken = pending.take(path)  # what a mover holds between reading the lines and emptying the file
+    code = ("import json, sys; from llmcli.store import pending; "
+            "pending.append(sys.argv[1], json.loads(sys.argv[2])); print('appended')")
+    child = subprocess.Popen([sys.executable, "-c", code, path, json.dumps(record)], stdout=subprocess.PIPE)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)  # blocked on the flock: it would otherwise take ~50 ms
+        assert [r["prompt"] for r in taken.records()] == ["early"]
+        taken.empty()
+    finally:
+        taken.close()
+    assert child.communicate(timeout=20)[0] == b"appended\n"
+    with Store(path) as store:
+        assert [e["prompt"] for e in store.exchanges(record["conversation_id"])] == ["late"]
+    assert os.path.getsize(path + ".pending") == 0
+
+
+def test_a_move_repeated_after_its_commit_inserts_nothing_twice(isolated_env):
+    """A mover killed between COMMIT and emptying the file leaves lines already in the database."""
+    from llmcli.store import pending
+
+    os.makedirs(isolated_env)
+    path = os.path.join(str(isolated_env), "logs.db")
+    record = {"id": new_id(), "conversation_id": new_id(), "prompt": "once", "answer": "a",
+              "request_messages": [{"role": "user", "content": "once"}]}
+    assert pending.append(path, record)
+    line = open(path + ".pending", "rb").read()
+    Store(path).close()
+    with open(path + ".pending", "ab") as fh:
+        fh.write(line)  # as if the file had not been emptied
+    with Store(path) as store:
+        assert store.count() == (1, 1)
+    assert os.path.getsize(path + ".pending") == 0
+
+
+def test_a_broken_pending_line_is_kept_aside_and_the_others_move_in(isolated_env):
+    from llmcli.store import pending
+
+    os.makedirs(isolated_env)
+    path = os.path.join(str(isolated_env), "logs.db")
+    good = [{"id": new_id(), "conversation_id": new_id(), "prompt": f"p{i}", "request_messages": []} for i in range(2)]
+    assert pending.append(path, good[0])
+    with open(path + ".pending", "ab") as fh:
+        fh.write(b'{"id": "01CUT", "conversation_id": "01C", "prompt": "a write cut sh\n')  # a full disk
+    assert pending.append(path, good[1])
+    refused = {"id": new_id(), "conversation_id": new_id(), "prompt": "no request", "request_messages": None}
+    assert pending.append(path, refused)  # NOT NULL in the schema: SQLite refuses it
+    r = invoke("logs", "list", "--json")
+    assert r.exit_code == 0 and sorted(c["title"] for c in json.loads(r.stdout)) == ["p0", "p1"]
+    bad = open(path + ".pending.bad", encoding="utf-8").read().splitlines()
+    assert len(bad) == 2 and "a write cut sh" in bad[0] and json.loads(bad[1])["prompt"] == "no request"
+    assert os.path.getsize(path + ".pending") == 0
+
+
+def test_a_newer_database_leaves_the_pending_exchanges_waiting(server, isolated_env):
+    server.chat(Reply(pieces=text_stream("kept")))
+    assert ask(server, "q").exit_code == 0
+    Store(db_file(isolated_env)).close()
+    assert ask(server, "q2").exit_code == 0
+    conn = sqlite3.connect(os.path.join(str(isolated_env), "logs.db"), isolation_level=None)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    waiting = open(os.path.join(str(isolated_env), "logs.db.pending"), "rb").read()
+    r = invoke("logs", "list")
+    assert r.exit_code == 3 and "newer llmcli" in r.stderr
+    assert open(os.path.join(str(isolated_env), "logs.db.pending"), "rb").read() == waiting and b"q2" in waiting
 
 
 def test_sigkill_mid_stream_keeps_a_database_with_the_earlier_exchanges(server, isolated_env):
@@ -441,20 +538,38 @@ def test_logs_show_is_readable_and_json_is_complete(server, isolated_env):
 
 # -- failures of the log itself --------------------------------------------------------------------
 
-def test_a_corrupt_database_is_one_warning_and_the_answer_stands(server, isolated_env):
+def test_a_corrupt_database_costs_no_answer_and_no_exchange(server, isolated_env):
     os.makedirs(isolated_env, exist_ok=True)
-    with open(db_file(isolated_env), "wb") as fh:
+    path = os.path.join(str(isolated_env), "logs.db")
+    with open(path, "wb") as fh:
         fh.write(b"this is not sqlite at all" * 100)
     server.chat(Reply(pieces=text_stream("still here")))
     r = ask(server, "q")
-    assert r.exit_code == 0 and r.stdout == "still here\n"
-    assert r.stderr.count("\n") == 1 and "warning: this exchange was not logged" in r.stderr
+    assert r.exit_code == 0 and r.stdout == "still here\n" and r.stderr == ""  # an ask only appends its line
     doc = json.loads(ask(server, "--json", "q").stdout)
-    assert doc["content"] == "still here" and doc["conversation_id"] is None
-    r = ask(server, "-c", "q")
+    assert doc["content"] == "still here" and doc["conversation_id"]
+    r = ask(server, "-c", "q")  # reading the log is where a broken database shows: one line, exit 3
     assert r.exit_code == 3 and r.stderr.startswith("llmcli: error: cannot open the conversation log")
     r = invoke("logs", "list")
-    assert r.exit_code == 3 and "not a valid SQLite database" in r.stderr
+    assert r.exit_code == 3 and "not a valid SQLite database" in r.stderr and r.stderr.count("\n") == 1
+    assert open(path + ".pending", encoding="utf-8").read().count("still here") == 2  # both wait, the text once each
+    os.rename(path, path + ".broken")  # the user moves the broken file away: nothing was lost
+    listed = json.loads(invoke("logs", "list", "--json").stdout)
+    assert len(listed) == 2 and doc["conversation_id"] in {c["id"] for c in listed}
+    assert os.path.getsize(path + ".pending") == 0
+
+
+def test_a_pending_file_that_cannot_be_written_is_one_warning_and_the_answer_stands(server, isolated_env):
+    os.makedirs(os.path.join(str(isolated_env), "logs.db.pending"))  # a directory: nothing can be appended
+    server.chat(Reply(pieces=text_stream("fine")))
+    r = ask(server, "q")
+    assert r.exit_code == 0 and r.stdout == "fine\n"
+    assert r.stderr.count("\n") == 1 and "warning: this exchange was not logged" in r.stderr
+    doc = json.loads(ask(server, "--json", "q").stdout)
+    assert doc["content"] == "fine" and doc["conversation_id"] is None
+    server.chat(Reply(status=500, pieces=[b"{}"], content_type="application/json", chunked=False))
+    r = ask(server, "--retries", "0", "q")
+    assert r.exit_code == 4 and "not logged" in r.stderr and r.stderr.count("\n") == 2
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
@@ -462,6 +577,7 @@ def test_a_read_only_database_is_one_warning_and_the_exit_code_stays(server, iso
     server.chat(Reply(pieces=text_stream("ok")))
     assert ask(server, "first").exit_code == 0
     os.chmod(db_file(isolated_env), 0o444)
+    os.chmod(db_file(isolated_env) + ".pending", 0o444)  # what an ask writes to
     os.chmod(isolated_env, 0o555)
     try:
         r = ask(server, "second")
@@ -472,6 +588,7 @@ def test_a_read_only_database_is_one_warning_and_the_exit_code_stays(server, iso
         assert r.exit_code == 4 and "not logged" in r.stderr
     finally:
         os.chmod(isolated_env, 0o755)
+        os.chmod(db_file(isolated_env) + ".pending", 0o600)
         os.chmod(db_file(isolated_env), 0o644)
 
 
@@ -598,15 +715,21 @@ def test_import_from_an_llm_logs_db(server, isolated_env, tmp_path):
     assert r.exit_code == 3 and "not an llm logs.db" in r.stderr
 
 
-def test_an_unopenable_database_is_one_warning_and_the_answer_stands(server, isolated_env):
-    os.makedirs(db_file(isolated_env))  # a directory where the file should be: sqlite cannot open it
+def test_an_unopenable_database_keeps_the_exchanges_waiting(server, isolated_env):
+    path = os.path.join(str(isolated_env), "logs.db")
+    os.makedirs(path)  # a directory where the file should be: sqlite cannot open it
     server.chat(Reply(pieces=text_stream("fine")))
     r = ask(server, "q")
-    assert r.exit_code == 0 and r.stdout == "fine\n"
-    assert r.stderr.count("\n") == 1 and "not logged" in r.stderr
+    assert r.exit_code == 0 and r.stdout == "fine\n" and r.stderr == ""
     server.chat(Reply(status=500, pieces=[b"{}"], content_type="application/json", chunked=False))
     r = ask(server, "--retries", "0", "q")
-    assert r.exit_code == 4 and "not logged" in r.stderr and r.stderr.count("\n") == 2
+    assert r.exit_code == 4 and r.stderr.count("\n") == 1  # the server's error, nothing about the log
+    r = invoke("logs", "list")
+    assert r.exit_code == 3 and r.stderr.startswith("llmcli: error: cannot open the conversation log")
+    os.rmdir(path)
+    shown = json.loads(invoke("logs", "show", "--json").stdout)  # the latest: the failed one, as it failed
+    assert shown["exchanges"][-1]["exit_status"] == 4 and shown["exchanges"][-1]["error_type"]
+    assert len(json.loads(invoke("logs", "list", "--json").stdout)) == 2
 
 
 def test_a_writer_holding_the_lock_makes_others_wait_not_fail(server, isolated_env):

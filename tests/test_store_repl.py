@@ -7,13 +7,13 @@ import sqlite3
 import subprocess
 import sys
 
-from conftest import invoke
+from conftest import invoke, log_db
 from localserver import Reply, text_stream
 from test_repl import Repl, chat, wait_for_requests  # noqa: F401 (the chat fixture)
 
 
 def exchanges(home):
-    conn = sqlite3.connect(os.path.join(str(home), "logs.db"))
+    conn = sqlite3.connect(log_db(home))
     try:
         return conn.execute("SELECT conversation_id, command, prompt, answer, partial FROM exchanges ORDER BY id").fetchall()
     finally:
@@ -102,7 +102,7 @@ def test_two_scripts_at_once_each_continue_their_own_by_default(server, isolated
 
 
 def test_chat_with_an_unwritable_log_warns_once_and_keeps_answering(server, chat, isolated_env):
-    os.makedirs(os.path.join(str(isolated_env), "logs.db"))  # a directory: sqlite cannot open it
+    os.makedirs(os.path.join(str(isolated_env), "logs.db.pending"))  # a directory: no line can be appended
     server.chat([Reply(pieces=text_stream("answer one")), Reply(pieces=text_stream("answer two"))])
     repl = chat()
     repl.prompt()
@@ -130,7 +130,7 @@ def test_ctrl_c_in_chat_records_the_partial_answer(server, chat, isolated_env):
     rows = exchanges(isolated_env)
     assert [r[2:] for r in rows] == [("tell me", "Hello partial", 1), ("and now?", "fine", 0)]
     assert rows[0][0] == rows[1][0]
-    conn = sqlite3.connect(os.path.join(str(isolated_env), "logs.db"))
+    conn = sqlite3.connect(log_db(isolated_env))
     (status, response), = conn.execute("SELECT exit_status, response_messages FROM exchanges ORDER BY id LIMIT 1")
     conn.close()
     assert status == 130  # the text is stored once, in `answer` (checked above); the message refers to it

@@ -62,7 +62,9 @@ def continued_conversation(settings, params):
     from ..errors import StoreError
     from ..store.db import Store, conversation_messages, db_path, lookup_sessions
 
-    if not os.path.exists(db_path(settings.home)):
+    from ..store.pending import log_exists
+
+    if not log_exists(db_path(settings.home)):
         raise StoreError(f"no conversation to continue: nothing is logged yet ({db_path(settings.home)})")
     with Store(db_path(settings.home), create=False) as store:
         if params.get("cid"):
@@ -129,9 +131,10 @@ def _print_json(obj):
 
 
 def _no_log_yet(home):
-    from ..store.db import db_path
+    from ..store.ids import db_path
+    from ..store.pending import log_exists
 
-    return not os.path.exists(db_path(home))
+    return not log_exists(db_path(home))
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,7 +500,9 @@ def logs_status(config):
         click.echo("logging: on")
     path = db_path(home)
     click.echo(f"database: {path}")
-    if os.path.exists(path):
+    from ..store.pending import log_exists
+
+    if log_exists(path):
         with _store(home) as store:
             conversations, exchanges = store.count()
             from ..store.db import SCHEMA_VERSION
@@ -511,10 +516,20 @@ def logs_status(config):
 
 @logs_group.command("path")
 def logs_path():
-    """Print the database's path."""
-    from ..store.db import db_path
+    """Print the database's path, with every exchange in it: those that asks left waiting
+    (logs.db.pending) are moved in first, for a tool that reads the file itself."""
+    from ..store.ids import db_path
+    from ..store.pending import waiting
 
-    click.echo(db_path(_home()))
+    path = db_path(_home())
+    if waiting(path):
+        from ..errors import StoreError
+
+        try:
+            _store(_home()).close()
+        except StoreError:
+            pass  # the path is still the answer; `logs status` tells what is wrong
+    click.echo(path)
 
 
 @logs_group.command("export")

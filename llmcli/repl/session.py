@@ -485,13 +485,14 @@ class ChatSession:
 
     def _cmd_history(self, arg):
         from ..store.db import Store, db_path
+        from ..store.pending import log_exists
 
         try:
             count = int(arg) if arg else 10
         except ValueError:
             raise UsageError("usage: /history [N]") from None
         path = db_path(self.settings.home)
-        if not os.path.exists(path):
+        if not log_exists(path):
             return Outcome("no conversations logged yet")
         with Store(path, create=False) as store:
             rows = store.list_conversations(limit=max(1, count))

@@ -227,10 +227,11 @@ def logged_spend(home: Optional[str]) -> dict:
         return {}
     from ..errors import StoreError
     from ..store.db import Store, db_path
+    from ..store.pending import log_exists
     from .cost import exchange_cost
 
     path = db_path(home)
-    if not os.path.exists(path):
+    if not log_exists(path):
         return {}
     now = time.localtime()
     day_start = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, -1))

@@ -156,13 +156,16 @@ class ExchangeLog:
                 self.messages_after = run.kept_conversation(error, interrupted)
                 return False
             record = self.record_for(run, error, exit_status, interrupted)
-            from ..store.db import Store, db_path
+            from ..store import pending
+            from ..store.ids import db_path
 
-            store = Store(db_path(self.settings.home))
-            try:
+            path = db_path(self.settings.home)
+            if pending.append(path, record):  # one line now; the next open of the log moves it in
+                return True
+            from ..store.db import Store
+
+            with Store(path) as store:
                 store.record(record)
-            finally:
-                store.close()
             return True
         except Exception as exc:  # the log must never cost the user the answer or change the exit code
             if not isinstance(exc, (LLMCliError, OSError)) and "pytest" in sys.modules \

@@ -2,9 +2,11 @@
 
 Concurrency (issue 14: "xargs -P 16 loses nothing, never 'database is locked'"): the database is in WAL
 mode, so readers never block the one writer; every connection waits up to BUSY_TIMEOUT_MS for a lock;
-every write is one short `BEGIN IMMEDIATE` transaction made after the answer has arrived, so no lock
-is held while a model is streaming. SIGKILL can only lose the exchange that was in flight: it was never
-written, and WAL keeps the file consistent (https://www.sqlite.org/wal.html).
+every write is one short `BEGIN IMMEDIATE` transaction, so no lock is held while a model is streaming.
+An ask does not write here at all: it appends its exchange to the pending file (store/pending.py, no
+sqlite3: issue 22), and every open moves what waits there in, in one transaction (`_take_pending`).
+SIGKILL can only lose the exchange that was in flight: it was never written, and WAL keeps the file
+consistent (https://www.sqlite.org/wal.html).
 
 Schema versions live in a one-row `schema_version` table; `MIGRATIONS[n]` takes a database from version
 n to n + 1 inside one transaction. A database from a newer llmcli is refused with a clear error; an
@@ -21,9 +23,12 @@ import time
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import StoreError
+from . import pending
+from .pending import ANSWER_REF, answer_once as _answer_once
 from .ids import DB_NAME, db_path, lookup_sessions, new_id, session_key  # noqa: F401 (re-exported)
 
 BUSY_TIMEOUT_MS = 15000
+WAL_CHECKPOINT_PAGES = 256  # 1 MB of WAL (SQLite's default is 1000 pages): what the next open may read
 
 
 class AmbiguousId(StoreError):
@@ -201,7 +206,9 @@ class Store:
         self.path = path
         self.fts = False
         if not create and not os.path.exists(path):
-            raise StoreError(f"no conversation log yet at {path}")
+            if not pending.waiting(path):
+                raise StoreError(f"no conversation log yet at {path}")
+            create = True  # only asks so far: their exchanges wait to make the database
         # Two processes creating the database at once: switching a new file to WAL (and its first
         # migration) can answer SQLITE_BUSY without waiting on busy_timeout; such an open is tried
         # again, a bounded number of times, instead of costing that run its log entry.
@@ -235,11 +242,15 @@ class Store:
             if fresh or self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes of llmcli
+            # The last connection's close would checkpoint and delete the WAL: two fsyncs, and a new WAL
+            # file for the next open. Python 3.12+ turns that off here (on 3.11 it stays: the readers of
+            # the log pay it, never an ask, which only appends to the pending file). SQLite's automatic
+            # checkpoint then does the work, every WAL_CHECKPOINT_PAGES pages, and an open reads the WAL
+            # left behind (recovery: ~0.4 ms per MB), which the smaller-than-default bound keeps short.
             no_checkpoint = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
             if no_checkpoint is not None and hasattr(self.conn, "setconfig"):
-                # Python 3.12+: the last connection's close would checkpoint and delete the WAL (two fsyncs,
-                # most of the log's cost per ask); leave that to SQLite's automatic checkpoint instead.
                 self.conn.setconfig(no_checkpoint, True)
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             version = schema_version(self.conn)
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path} was written by a newer llmcli (log schema {version}; this llmcli "
@@ -249,6 +260,7 @@ class Store:
                     self._backup(version)
                 migrate(self.conn)
             self.fts = self._has_fts()
+            self._take_pending()
         except StoreError:
             raise
         except sqlite3.OperationalError as exc:
@@ -311,19 +323,55 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
     def record(self, exchange: dict, conversation: Optional[dict] = None) -> None:
         """One exchange (and its conversation, the first time) in one transaction."""
-        conv = dict(conversation or {})
-        conv.setdefault("id", exchange["conversation_id"])
-        conv.setdefault("created", exchange.get("created") or time.time())
-        statements = [(
-            "INSERT OR IGNORE INTO conversations (id, created, session, model, provider, title) VALUES (?,?,?,?,?,?)",
-            (conv["id"], conv["created"], conv.get("session", exchange.get("session")),
-             conv.get("model", exchange.get("model_requested") or exchange.get("model_reported")),
-             conv.get("provider", exchange.get("provider")), conv.get("title", _title(exchange.get("prompt")))),
-        ), _insert_exchange(exchange)]
         # A long answer's pages need not all stay cached until COMMIT (SQLite spills them to the WAL):
         # a small page cache keeps the peak memory of an `ask` close to the answer's size (issue 22).
         self.conn.execute("PRAGMA cache_size = -256")
-        self._write(statements)
+        self._write(_record_statements(exchange, conversation))
+
+    def _take_pending(self) -> int:
+        """Move the exchanges that asks left in the pending file (store/pending.py) into the database, in
+        one transaction; returns how many. SQLite failing (read-only, locked past busy_timeout) leaves
+        them waiting for the next open; a line SQLite refuses is kept aside, as a broken line is."""
+        if not pending.waiting(self.path):
+            return 0
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")  # first the database's lock, then the file's (pending.py)
+        except sqlite3.Error:
+            return 0
+        taken = None
+        moved = 0
+        try:
+            taken = pending.take(self.path)
+            if taken is not None:
+                self.conn.execute("PRAGMA cache_size = -256")
+                for record in taken.records():
+                    self.conn.execute("SAVEPOINT exchange")
+                    try:
+                        for sql, args in _record_statements(record, ignore_existing=True):
+                            self.conn.execute(sql, args)
+                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, KeyError):
+                        self.conn.execute("ROLLBACK TO exchange")
+                        taken.keep_bad(json.dumps(record, ensure_ascii=False))
+                    else:
+                        moved += 1
+                    self.conn.execute("RELEASE exchange")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if taken is not None:
+                taken.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                return 0
+            raise
+        if taken is not None:
+            try:
+                taken.empty()  # after COMMIT: a failure here only repeats a move that inserts nothing new
+            finally:
+                taken.close()
+        return moved
 
     def import_records(self, records: Iterable[dict]) -> Tuple[int, int]:
         """Conversations and exchanges from `export` lines; ids kept, existing ids skipped. (added, skipped)"""
@@ -544,24 +592,6 @@ def _cost_columns(ex: dict) -> dict:
     return {"cost": None, "cost_currency": None, "cost_source": None}
 
 
-ANSWER_REF = "content_is_answer"  # on a stored response message: its content is the `answer` column (v5)
-
-
-def _answer_once(messages, answer):
-    """`messages` with the last assistant message whose text is `answer` referring to that column instead
-    of holding a second copy of it (a long answer's JSON copy cost ~3.5 MB of peak memory per MB of text)."""
-    if not answer or not isinstance(messages, list):
-        return messages
-    for i in range(len(messages) - 1, -1, -1):
-        msg = messages[i]
-        if isinstance(msg, dict) and msg.get("role") == "assistant":
-            if msg.get("content") == answer:  # the very object, for an answer just streamed: no compare
-                ref = {k: v for k, v in msg.items() if k != "content"}
-                ref[ANSWER_REF] = True
-                return messages[:i] + [ref] + messages[i + 1:]
-    return messages
-
-
 def _answer_restored(messages, answer):
     if not isinstance(messages, list):
         return messages
@@ -572,6 +602,24 @@ def _answer_restored(messages, answer):
             msg["content"] = answer
         out.append(msg)
     return out
+
+
+def _record_statements(exchange: dict, conversation: Optional[dict] = None,
+                       ignore_existing: bool = False) -> List[Tuple[str, tuple]]:
+    """An exchange's conversation (the first time) and the exchange. `ignore_existing`: an exchange
+    already stored is skipped (a pending line moved twice, store/pending.py)."""
+    conv = dict(conversation or {})
+    conv.setdefault("id", exchange["conversation_id"])
+    conv.setdefault("created", exchange.get("created") or time.time())
+    sql, args = _insert_exchange(exchange)
+    if ignore_existing:  # not OR IGNORE, which would also drop a row that breaks NOT NULL, silently
+        sql += " ON CONFLICT(id) DO NOTHING"
+    return [(
+        "INSERT OR IGNORE INTO conversations (id, created, session, model, provider, title) VALUES (?,?,?,?,?,?)",
+        (conv["id"], conv["created"], conv.get("session", exchange.get("session")),
+         conv.get("model", exchange.get("model_requested") or exchange.get("model_reported")),
+         conv.get("provider", exchange.get("provider")), conv.get("title", _title(exchange.get("prompt")))),
+    ), (sql, args)]
 
 
 def _insert_exchange(ex: dict) -> Tuple[str, tuple]:

@@ -1,0 +1,143 @@
+"""Exchanges on their way into the database: one JSON line each in `logs.db.pending` (stdlib only, no sqlite3).
+
+An `ask` appends its exchange here in one write (~0.1 ms) instead of importing sqlite3, opening the
+database, reading its WAL and committing (~3-4 ms of every ask, against issue 22's "the log adds ≤ 5
+ms"). The next open of the log — any `logs` command, `-c`, chat, a budget check — moves every waiting
+line into SQLite in one transaction (`Store._take_pending`), so what reads the log through llmcli sees
+every exchange. A tool that reads logs.db itself sees an exchange once llmcli has opened the log since
+(`llmcli logs path` does).
+
+Concurrency, with nothing lost and nothing inserted twice:
+- an appender holds a shared flock on the file while it writes its line in one `os.write` with
+  O_APPEND (lines never interleave on a local file system), and never touches SQLite;
+- the mover first takes the database's write lock (BEGIN IMMEDIATE), then an exclusive flock (so it
+  waits for lines being written, and new ones wait for it), inserts every line with INSERT OR IGNORE,
+  commits, and only then empties the file. A move cut short after its COMMIT inserts nothing twice
+  the next time. One lock order (SQLite, then the flock) and appenders that take only the flock: no
+  deadlock. The file is emptied, never replaced, so no appender can write into a file nobody reads.
+A line that is not a JSON object (a write cut short by a full disk) goes to `logs.db.pending.bad`,
+never silently away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, Iterator, Optional
+
+SUFFIX = ".pending"
+BAD_SUFFIX = ".pending.bad"
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): the exchange is written to the database directly
+    fcntl = None
+
+
+ANSWER_REF = "content_is_answer"  # on a stored response message: its content is the `answer` column (v5)
+
+
+def answer_once(messages, answer):
+    """`messages` with the last assistant message whose text is `answer` referring to that column instead
+    of holding a second copy of it (a long answer's JSON copy cost ~3.5 MB of peak memory per MB of text)."""
+    if not answer or not isinstance(messages, list):
+        return messages
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if isinstance(msg, dict) and msg.get("role") == "assistant":
+            if msg.get("content") == answer:  # the very object, for an answer just streamed: no compare
+                ref = {k: v for k, v in msg.items() if k != "content"}
+                ref[ANSWER_REF] = True
+                return messages[:i] + [ref] + messages[i + 1:]
+    return messages
+
+
+def pending_path(db_file: str) -> str:
+    return db_file + SUFFIX
+
+
+def waiting(db_file: str) -> bool:
+    """Whether exchanges wait in the pending file (one stat)."""
+    try:
+        return os.stat(pending_path(db_file)).st_size > 0
+    except OSError:
+        return False
+
+
+def log_exists(db_file: str) -> bool:
+    """Whether anything is logged: the database, or exchanges waiting to make it."""
+    return os.path.exists(db_file) or waiting(db_file)
+
+
+def append(db_file: str, record: dict) -> bool:
+    """Append one exchange; False when this platform cannot (no flock): write it to the database instead.
+    Raises OSError (a read-only or full disk)."""
+    if fcntl is None:
+        return False
+    if isinstance(record.get("answer"), str):  # the text once, as the database keeps it
+        record = {**record, "response_messages": answer_once(record.get("response_messages"), record["answer"])}
+    data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    os.makedirs(os.path.dirname(os.path.abspath(db_file)), exist_ok=True)
+    fd = os.open(pending_path(db_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        written = os.write(fd, data)
+        if written != len(data):  # a full disk: end the cut line, so the next one stays whole
+            try:
+                os.write(fd, b"\n")
+            except OSError:
+                pass
+            raise OSError(f"the disk is full (wrote {written} of {len(data)} bytes to {pending_path(db_file)})")
+    finally:
+        os.close(fd)
+    return True
+
+
+class Taken:
+    """The pending file, exclusively locked: its lines, then `empty()` once they are committed."""
+
+    def __init__(self, fd: int, f: IO[bytes], db_file: str):
+        self.fd, self.file, self.db_file = fd, f, db_file
+
+    def records(self) -> Iterator[dict]:
+        """Each line's exchange, in order; a line that is not a JSON object is kept aside (BAD_SUFFIX)."""
+        for line in self.file:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and record.get("id") and record.get("conversation_id"):
+                yield record
+            else:
+                self.keep_bad(line)
+
+    def keep_bad(self, line) -> None:
+        """A line kept aside (BAD_SUFFIX), for a person to look at: never silently dropped."""
+        data = line.encode("utf-8") if isinstance(line, str) else line
+        with open(self.db_file + BAD_SUFFIX, "ab") as bad:
+            bad.write(data if data.endswith(b"\n") else data + b"\n")
+
+    def empty(self) -> None:
+        os.ftruncate(self.fd, 0)
+
+    def close(self) -> None:
+        self.file.close()  # closes fd, which releases the flock
+
+
+def take(db_file: str) -> Optional[Taken]:
+    """The pending file locked exclusively (waits for appenders mid-write), or None when there is none.
+    Call with the database's write lock held."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(pending_path(db_file), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return Taken(fd, os.fdopen(fd, "rb", closefd=True), db_file)
+    except BaseException:
+        os.close(fd)
+        raise
