@@ -253,6 +253,47 @@ def test_a_broken_pending_line_is_kept_aside_and_the_others_move_in(isolated_env
     assert os.path.getsize(path + ".pending") == 0
 
 
+@pytest.mark.parametrize("length", [10, 1 << 18, (1 << 19) + 7])
+def test_a_long_answer_goes_through_the_pending_file_exactly(isolated_env, length):
+    """From SLICE characters on, the answer is written slice by slice (store/pending.py): each slice
+    escaped on its own must still make one valid line, whatever the text holds."""
+    from llmcli.store import pending
+
+    os.makedirs(isolated_env)
+    path = os.path.join(str(isolated_env), "logs.db")
+    alphabet = 'ab "quoted" \\ back\\slash \n\t\x00\x1b[31m wörld ✓ 😀 \u2028 '
+    answer = (alphabet * (length // len(alphabet) + 1))[:length]
+    cid = new_id()
+    record = {"id": new_id(), "conversation_id": cid, "prompt": "long", "answer": answer,
+              "request_messages": [{"role": "user", "content": "long"}],
+              "response_messages": [{"role": "assistant", "content": answer}]}
+    before = {"id": new_id(), "conversation_id": new_id(), "prompt": "before", "request_messages": []}
+    assert pending.append(path, before) and pending.append(path, record) and pending.append(path, dict(before, id=new_id()))
+    lines = open(path + ".pending", "rb").read().split(b"\n")
+    assert len(lines) == 4 and lines[-1] == b""  # three whole lines
+    assert json.loads(lines[1])["answer"] == answer
+    with Store(path) as store:
+        (ex,) = store.exchanges(cid)
+        assert store.count() == (2, 3)  # the two "before" lines share a conversation
+    assert ex["answer"] == answer and ex["response_messages"] == [{"role": "assistant", "content": answer}]
+
+
+def test_a_lone_surrogate_keeps_the_line_valid_and_the_log_readable(isolated_env):
+    from llmcli.store import pending
+
+    os.makedirs(isolated_env)
+    path = os.path.join(str(isolated_env), "logs.db")
+    odd = {"id": new_id(), "conversation_id": new_id(), "prompt": "odd", "answer": "half a pair \ud800 here",
+           "request_messages": []}
+    fine = {"id": new_id(), "conversation_id": new_id(), "prompt": "fine", "request_messages": []}
+    assert pending.append(path, odd) and pending.append(path, fine)
+    assert json.loads(open(path + ".pending", "rb").read().splitlines()[0])["answer"] == odd["answer"]
+    r = invoke("logs", "list", "--json")
+    assert r.exit_code == 0 and [c["title"] for c in json.loads(r.stdout)] == ["fine"]
+    (kept,) = open(path + ".pending.bad", encoding="utf-8").read().splitlines()
+    assert json.loads(kept)["answer"] == odd["answer"]  # kept aside whole, for a person to look at
+
+
 def test_a_newer_database_leaves_the_pending_exchanges_waiting(server, isolated_env):
     server.chat(Reply(pieces=text_stream("kept")))
     assert ask(server, "q").exit_code == 0

@@ -349,9 +349,9 @@ class Store:
                     try:
                         for sql, args in _record_statements(record, ignore_existing=True):
                             self.conn.execute(sql, args)
-                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, KeyError):
+                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, KeyError, ValueError):
                         self.conn.execute("ROLLBACK TO exchange")
-                        taken.keep_bad(json.dumps(record, ensure_ascii=False))
+                        taken.keep_bad(json.dumps(record))  # ASCII: whatever SQLite refused, it is written
                     else:
                         moved += 1
                     self.conn.execute("RELEASE exchange")

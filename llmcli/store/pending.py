@@ -9,7 +9,8 @@ llmcli has opened the log since (`llmcli logs path` does).
 
 Concurrency, with nothing lost and nothing inserted twice:
 - an appender holds a shared flock on the file while it writes its line in one `writev` with
-  O_APPEND (lines never interleave on a local file system), and never touches SQLite;
+  O_APPEND (lines never interleave on a local file system; a line with a long answer is written in
+  pieces under the exclusive flock), and never touches SQLite;
 - the mover first takes the database's write lock (BEGIN IMMEDIATE), then an exclusive flock (so it
   waits for lines being written, and new ones wait for it), inserts every line with INSERT OR IGNORE,
   commits, and only then empties the file. A move cut short after its COMMIT inserts nothing twice
@@ -69,30 +70,57 @@ def log_exists(db_file: str) -> bool:
     return os.path.exists(db_file) or waiting(db_file)
 
 
+SLICE = 1 << 18  # characters: a longer answer is written in slices of this size (append)
+
+
 def append(db_file: str, record: dict) -> bool:
     """Append one exchange; False when this platform cannot (no flock): write it to the database instead.
-    Raises OSError (a read-only or full disk)."""
+    Raises OSError (a read-only or full disk).
+
+    A line is one `writev` under a shared lock, so appenders never wait for each other. A long answer
+    (SLICE characters or more) is written slice by slice under the exclusive lock instead, so no
+    second whole copy of it exists at once (issue 22: the peak RSS of a 200k-chunk answer); the lock
+    keeps its line whole."""
     if fcntl is None:
         return False
-    if isinstance(record.get("answer"), str):  # the text once, as the database keeps it
-        record = {**record, "response_messages": answer_once(record.get("response_messages"), record["answer"])}
-    # No `+ "\n"` on the text: for a long answer that would be one more copy at the peak (issue 22: a
-    # 200k-chunk answer's RSS); the newline goes in the same writev, one system call, as one line.
-    data = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    answer = record.get("answer")
+    if isinstance(answer, str):  # the text once, as the database keeps it
+        record = {**record, "response_messages": answer_once(record.get("response_messages"), answer)}
+    long_answer = isinstance(answer, str) and len(answer) >= SLICE
+    if long_answer:
+        record = {k: v for k, v in record.items() if k != "answer"}
+    head = _encoded(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
     os.makedirs(os.path.dirname(os.path.abspath(db_file)), exist_ok=True)
     fd = os.open(pending_path(db_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        written = os.writev(fd, (data, b"\n"))
-        if written != len(data) + 1:  # a full disk: end the cut line, so the next one stays whole
-            try:
-                os.write(fd, b"\n")
-            except OSError:
-                pass
-            raise OSError(f"the disk is full (wrote {written} of {len(data) + 1} bytes to {pending_path(db_file)})")
+        if not long_answer:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            _write(fd, (head, b"\n"), db_file)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _write(fd, (head[:-1], b',"answer":"'), db_file)  # head ends with "}": the answer is the last key
+            for i in range(0, len(answer), SLICE):
+                _write(fd, (_encoded(json.dumps(answer[i:i + SLICE], ensure_ascii=False)[1:-1]),), db_file)
+            _write(fd, (b'"}\n',), db_file)
     finally:
         os.close(fd)
     return True
+
+
+def _encoded(text: str) -> bytes:
+    # A lone surrogate (a server's bad escape) becomes its JSON escape again: the line stays valid JSON.
+    return text.encode("utf-8", "backslashreplace")
+
+
+def _write(fd: int, parts, db_file: str) -> None:
+    total = sum(len(p) for p in parts)
+    written = os.writev(fd, parts)
+    if written != total:  # a full disk: end the cut line, so the next one stays whole
+        try:
+            os.write(fd, b"\n")
+        except OSError:
+            pass
+        raise OSError(f"the disk is full (wrote {written} of {total} bytes to {pending_path(db_file)})")
 
 
 class Taken:
