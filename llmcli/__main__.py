@@ -1,7 +1,9 @@
 """`python -m llmcli` and the `llmcli` console script. Tiny on purpose: start-up time is a feature.
 
 `--help`, `--version` and the common completion TABs are answered by cli/fast.py from generated text,
-before click is imported; everything else goes to click.
+before click is imported; everything else goes to click. The process is llmcli's own here (`own=True`),
+so an ask may end it at once, without the interpreter's teardown (cli/app.py `Ending`); a test that
+calls cli.app.main() keeps its interpreter.
 """
 
 
