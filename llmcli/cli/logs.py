@@ -61,7 +61,6 @@ def continued_conversation(settings, params):
         raise UsageError("--history cannot be combined with -c/--continue or --cid")
     from ..errors import StoreError
     from ..store.db import Store, conversation_messages, db_path, lookup_sessions
-
     from ..store.pending import log_exists
 
     if not log_exists(db_path(settings.home)):

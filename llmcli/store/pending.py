@@ -98,7 +98,8 @@ def append(db_file: str, record: dict) -> bool:
             _write(fd, (head, b"\n"), db_file)
         else:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            _write(fd, (head[:-1], b',"answer":"'), db_file)  # head ends with "}": the answer is the last key
+            # head ends with "}": the answer becomes its last key
+            _write(fd, (head[:-1], b',"answer":"' if len(head) > 2 else b'"answer":"'), db_file)
             for i in range(0, len(answer), SLICE):
                 _write(fd, (_encoded(json.dumps(answer[i:i + SLICE], ensure_ascii=False)[1:-1]),), db_file)
             _write(fd, (b'"}\n',), db_file)
