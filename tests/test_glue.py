@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import pathlib
 import sqlite3
 import subprocess
 import sys
@@ -193,7 +194,7 @@ def test_ask_attach_is_logged_by_reference_and_a_continued_request_stays_valid(s
     assert r.exit_code == 0, r
     sent = server.requests[-1].json["messages"][-1]["content"]
     assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")  # the server got the bytes
-    waiting = open(os.path.join(isolated_env, "logs.db.pending"), "rb").read()  # the exchange, not yet moved in
+    waiting = pathlib.Path(os.path.join(isolated_env, "logs.db.pending")).read_bytes()  # the exchange, not yet moved in
     assert digest.encode() in waiting and base64.b64encode(png_bytes())[:40] not in waiting
     (ex,) = stored_exchanges(isolated_env)
     record = {"name": str(image), "type": "image/png", "size": len(png_bytes()), "sha256": digest}
@@ -204,8 +205,8 @@ def test_ask_attach_is_logged_by_reference_and_a_continued_request_stays_valid(s
     assert stored[1]["type"] == "text" and "not kept in the conversation log" in stored[1]["text"]
     assert str(image) in stored[1]["text"] and digest in stored[1]["text"] and "image/png" in stored[1]["text"]
     assert ex["prompt"] == "what is it?"
-    raw = open(db_file(isolated_env), "rb").read() + b"".join(
-        open(db_file(isolated_env) + s, "rb").read() for s in ("-wal",) if os.path.exists(db_file(isolated_env) + s))
+    raw = pathlib.Path(db_file(isolated_env)).read_bytes() + b"".join(
+        pathlib.Path(db_file(isolated_env) + s).read_bytes() for s in ("-wal",) if os.path.exists(db_file(isolated_env) + s))
     assert base64.b64encode(png_bytes())[:40] not in raw
     # -c sends the stored conversation: the note, not a broken or empty part
     assert ask(server, "-c", "and its colour?").exit_code == 0

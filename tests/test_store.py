@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import sqlite3
 import subprocess
@@ -225,7 +226,7 @@ def test_a_move_repeated_after_its_commit_inserts_nothing_twice(isolated_env):
     record = {"id": new_id(), "conversation_id": new_id(), "prompt": "once", "answer": "a",
               "request_messages": [{"role": "user", "content": "once"}]}
     assert pending.append(path, record)
-    line = open(path + ".pending", "rb").read()
+    line = pathlib.Path(path + ".pending").read_bytes()
     Store(path).close()
     with open(path + ".pending", "ab") as fh:
         fh.write(line)  # as if the file had not been emptied
@@ -248,7 +249,7 @@ def test_a_broken_pending_line_is_kept_aside_and_the_others_move_in(isolated_env
     assert pending.append(path, refused)  # NOT NULL in the schema: SQLite refuses it
     r = invoke("logs", "list", "--json")
     assert r.exit_code == 0 and sorted(c["title"] for c in json.loads(r.stdout)) == ["p0", "p1"]
-    bad = open(path + ".pending.bad", encoding="utf-8").read().splitlines()
+    bad = pathlib.Path(path + ".pending.bad").read_text(encoding="utf-8").splitlines()
     assert len(bad) == 2 and "a write cut sh" in bad[0] and json.loads(bad[1])["prompt"] == "no request"
     assert os.path.getsize(path + ".pending") == 0
 
@@ -269,7 +270,7 @@ def test_a_long_answer_goes_through_the_pending_file_exactly(isolated_env, lengt
               "response_messages": [{"role": "assistant", "content": answer}]}
     before = {"id": new_id(), "conversation_id": new_id(), "prompt": "before", "request_messages": []}
     assert pending.append(path, before) and pending.append(path, record) and pending.append(path, dict(before, id=new_id()))
-    lines = open(path + ".pending", "rb").read().split(b"\n")
+    lines = pathlib.Path(path + ".pending").read_bytes().split(b"\n")
     assert len(lines) == 4 and lines[-1] == b""  # three whole lines
     assert json.loads(lines[1])["answer"] == answer
     with Store(path) as store:
@@ -287,10 +288,10 @@ def test_a_lone_surrogate_keeps_the_line_valid_and_the_log_readable(isolated_env
            "request_messages": []}
     fine = {"id": new_id(), "conversation_id": new_id(), "prompt": "fine", "request_messages": []}
     assert pending.append(path, odd) and pending.append(path, fine)
-    assert json.loads(open(path + ".pending", "rb").read().splitlines()[0])["answer"] == odd["answer"]
+    assert json.loads(pathlib.Path(path + ".pending").read_bytes().splitlines()[0])["answer"] == odd["answer"]
     r = invoke("logs", "list", "--json")
     assert r.exit_code == 0 and [c["title"] for c in json.loads(r.stdout)] == ["fine"]
-    (kept,) = open(path + ".pending.bad", encoding="utf-8").read().splitlines()
+    (kept,) = pathlib.Path(path + ".pending.bad").read_text(encoding="utf-8").splitlines()
     assert json.loads(kept)["answer"] == odd["answer"]  # kept aside whole, for a person to look at
 
 
@@ -302,10 +303,10 @@ def test_a_newer_database_leaves_the_pending_exchanges_waiting(server, isolated_
     conn = sqlite3.connect(os.path.join(str(isolated_env), "logs.db"), isolation_level=None)
     conn.execute("UPDATE schema_version SET version = 99")
     conn.close()
-    waiting = open(os.path.join(str(isolated_env), "logs.db.pending"), "rb").read()
+    waiting = pathlib.Path(isolated_env, "logs.db.pending").read_bytes()
     r = invoke("logs", "list")
     assert r.exit_code == 3 and "newer llmcli" in r.stderr
-    assert open(os.path.join(str(isolated_env), "logs.db.pending"), "rb").read() == waiting and b"q2" in waiting
+    assert pathlib.Path(isolated_env, "logs.db.pending").read_bytes() == waiting and b"q2" in waiting
 
 
 def test_sigkill_mid_stream_keeps_a_database_with_the_earlier_exchanges(server, isolated_env):
@@ -593,7 +594,7 @@ def test_a_corrupt_database_costs_no_answer_and_no_exchange(server, isolated_env
     assert r.exit_code == 3 and r.stderr.startswith("llmcli: error: cannot open the conversation log")
     r = invoke("logs", "list")
     assert r.exit_code == 3 and "not a valid SQLite database" in r.stderr and r.stderr.count("\n") == 1
-    assert open(path + ".pending", encoding="utf-8").read().count("still here") == 2  # both wait, the text once each
+    assert pathlib.Path(path + ".pending").read_text(encoding="utf-8").count("still here") == 2  # both wait, the text once each
     os.rename(path, path + ".broken")  # the user moves the broken file away: nothing was lost
     listed = json.loads(invoke("logs", "list", "--json").stdout)
     assert len(listed) == 2 and doc["conversation_id"] in {c["id"] for c in listed}

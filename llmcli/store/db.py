@@ -219,6 +219,9 @@ class Store:
             except _Busy:
                 self._close_quietly()
                 time.sleep(0.02 * (attempt + 1))
+            except StoreError:
+                self._close_quietly()  # a refused database (corrupt, newer) leaves no connection behind
+                raise
         raise StoreError(f"cannot open the conversation log {path}: the database is locked by another process")
 
     def _close_quietly(self):
