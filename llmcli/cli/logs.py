@@ -520,12 +520,13 @@ def logs_path():
     from ..store.ids import db_path
     from ..store.pending import waiting
 
-    path = db_path(_home())
+    home = _home()
+    path = db_path(home)
     if waiting(path):
         from ..errors import StoreError
 
         try:
-            _store(_home()).close()
+            _store(home).close()
         except StoreError:
             pass  # the path is still the answer; `logs status` tells what is wrong
     click.echo(path)

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import StoreError
 from . import pending
-from .pending import ANSWER_REF, answer_once as _answer_once
+from .pending import ANSWER_REF, answer_once
 from .ids import DB_NAME, db_path, lookup_sessions, new_id, session_key  # noqa: F401 (re-exported)
 
 BUSY_TIMEOUT_MS = 15000
@@ -331,50 +331,49 @@ class Store:
         self.conn.execute("PRAGMA cache_size = -256")
         self._write(_record_statements(exchange, conversation))
 
-    def _take_pending(self) -> int:
+    def _take_pending(self) -> None:
         """Move the exchanges that asks left in the pending file (store/pending.py) into the database, in
-        one transaction; returns how many. SQLite failing (read-only, locked past busy_timeout) leaves
-        them waiting for the next open; a line SQLite refuses is kept aside, as a broken line is."""
+        one transaction. SQLite failing (read-only, locked past busy_timeout) leaves them waiting for the
+        next open; a line SQLite refuses is kept aside, as a broken line is."""
         if not pending.waiting(self.path):
-            return 0
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")  # first the database's lock, then the file's (pending.py)
         except sqlite3.Error:
-            return 0
+            return
         taken = None
-        moved = 0
         try:
             taken = pending.take(self.path)
             if taken is not None:
-                self.conn.execute("PRAGMA cache_size = -256")
-                for record in taken.records():
-                    self.conn.execute("SAVEPOINT exchange")
-                    try:
-                        for sql, args in _record_statements(record, ignore_existing=True):
-                            self.conn.execute(sql, args)
-                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, KeyError, ValueError):
-                        self.conn.execute("ROLLBACK TO exchange")
-                        taken.keep_bad(json.dumps(record))  # ASCII: whatever SQLite refused, it is written
-                    else:
-                        moved += 1
-                    self.conn.execute("RELEASE exchange")
+                self._insert_pending(taken)
             self.conn.execute("COMMIT")
         except BaseException as exc:
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                return
+            raise
+        else:
+            if taken is not None:
+                taken.empty()  # after COMMIT: a failure here only repeats a move that inserts nothing new
+        finally:
             if taken is not None:
                 taken.close()
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                return 0
-            raise
-        if taken is not None:
+
+    def _insert_pending(self, taken: "pending.Taken") -> None:
+        """Each waiting exchange in a savepoint of its own: one that SQLite refuses is kept aside alone."""
+        self.conn.execute("PRAGMA cache_size = -256")
+        for record in taken.records():
+            self.conn.execute("SAVEPOINT exchange")
             try:
-                taken.empty()  # after COMMIT: a failure here only repeats a move that inserts nothing new
-            finally:
-                taken.close()
-        return moved
+                for sql, args in _record_statements(record, ignore_existing=True):
+                    self.conn.execute(sql, args)
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError, TypeError, KeyError, ValueError):
+                self.conn.execute("ROLLBACK TO exchange")
+                taken.keep_bad(json.dumps(record))  # ASCII: whatever SQLite refused, it is written
+            self.conn.execute("RELEASE exchange")
 
     def import_records(self, records: Iterable[dict]) -> Tuple[int, int]:
         """Conversations and exchanges from `export` lines; ids kept, existing ids skipped. (added, skipped)"""
@@ -382,19 +381,12 @@ class Store:
         statements = []
         for rec in records:
             if rec.get("type") == "conversation":
-                statements.append(("INSERT OR IGNORE INTO conversations (id, created, session, model, provider, title) "
-                                   "VALUES (?,?,?,?,?,?)",
-                                   (rec["id"], rec["created"], rec.get("session"), rec.get("model"),
-                                    rec.get("provider"), rec.get("title"))))
+                statements.append((_INSERT_CONVERSATION, (rec["id"], rec["created"], rec.get("session"),
+                                                          rec.get("model"), rec.get("provider"), rec.get("title"))))
             elif rec.get("type") == "exchange":
                 # An exchange without its conversation line still gets one (a hand-cut export).
-                statements.append(("INSERT OR IGNORE INTO conversations (id, created, session, model, provider, "
-                                   "title) VALUES (?,?,?,?,?,?)",
-                                   (rec["conversation_id"], rec.get("created") or time.time(), rec.get("session"),
-                                    rec.get("model_requested") or rec.get("model_reported"), rec.get("provider"),
-                                    _title(rec.get("prompt")))))
-                sql, args = _insert_exchange(rec)
-                statements.append((sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1), args))
+                conversation, (sql, args) = _record_statements(rec)
+                statements += [conversation, (sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1), args)]
         changed = self._write_counting(statements)
         for (sql, _), n in zip(statements, changed):
             if "INTO exchanges" in sql:
@@ -607,6 +599,10 @@ def _answer_restored(messages, answer):
     return out
 
 
+_INSERT_CONVERSATION = ("INSERT OR IGNORE INTO conversations (id, created, session, model, provider, title) "
+                        "VALUES (?,?,?,?,?,?)")
+
+
 def _record_statements(exchange: dict, conversation: Optional[dict] = None,
                        ignore_existing: bool = False) -> List[Tuple[str, tuple]]:
     """An exchange's conversation (the first time) and the exchange. `ignore_existing`: an exchange
@@ -617,18 +613,17 @@ def _record_statements(exchange: dict, conversation: Optional[dict] = None,
     sql, args = _insert_exchange(exchange)
     if ignore_existing:  # not OR IGNORE, which would also drop a row that breaks NOT NULL, silently
         sql += " ON CONFLICT(id) DO NOTHING"
-    return [(
-        "INSERT OR IGNORE INTO conversations (id, created, session, model, provider, title) VALUES (?,?,?,?,?,?)",
-        (conv["id"], conv["created"], conv.get("session", exchange.get("session")),
-         conv.get("model", exchange.get("model_requested") or exchange.get("model_reported")),
-         conv.get("provider", exchange.get("provider")), conv.get("title", _title(exchange.get("prompt")))),
-    ), (sql, args)]
+    return [(_INSERT_CONVERSATION, (
+        conv["id"], conv["created"], conv.get("session", exchange.get("session")),
+        conv.get("model", exchange.get("model_requested") or exchange.get("model_reported")),
+        conv.get("provider", exchange.get("provider")), conv.get("title", _title(exchange.get("prompt"))),
+    )), (sql, args)]
 
 
 def _insert_exchange(ex: dict) -> Tuple[str, tuple]:
     ex = {**ex, **_cost_columns(ex)}
     if isinstance(ex.get("answer"), str):
-        ex["response_messages"] = _answer_once(ex.get("response_messages"), ex["answer"])
+        ex["response_messages"] = answer_once(ex.get("response_messages"), ex["answer"])
     values = []
     for name in EXCHANGE_FIELDS:
         value = ex.get(name)

@@ -127,8 +127,8 @@ def _write(fd: int, parts, db_file: str) -> None:
 class Taken:
     """The pending file, exclusively locked: its lines, then `empty()` once they are committed."""
 
-    def __init__(self, fd: int, f: IO[bytes], db_file: str):
-        self.fd, self.file, self.db_file = fd, f, db_file
+    def __init__(self, f: IO[bytes], db_file: str):
+        self.file, self.db_file = f, db_file
 
     def records(self) -> Iterator[dict]:
         """Each line's exchange, in order; a line that is not a JSON object is kept aside (BAD_SUFFIX)."""
@@ -151,7 +151,7 @@ class Taken:
             bad.write(data if data.endswith(b"\n") else data + b"\n")
 
     def empty(self) -> None:
-        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.file.fileno(), 0)
 
     def close(self) -> None:
         self.file.close()  # closes fd, which releases the flock
@@ -168,7 +168,7 @@ def take(db_file: str) -> Optional[Taken]:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return Taken(fd, os.fdopen(fd, "rb", closefd=True), db_file)
+        return Taken(os.fdopen(fd, "rb"), db_file)
     except BaseException:
         os.close(fd)
         raise
