@@ -580,13 +580,14 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     about them.
 
     The scalar settings are the table FIELDS (one line each: flag, env, file keys, default, kind),
-    resolved by one loop, `resolve_fields`. What does not fit that pattern stays written out here:
-    provider (flag, -m provider/model, env, file, the one key present, local), base_url, api_key (env
-    names from the provider, api_key_cmd, stored keys), model (aliases, preset); send_reasoning (preset
-    and host defaults, request.reattach_reasoning); headers and options (merged layers, not picked);
-    the tools list (--no-tools/--all-tools/--tool); debug, confirm_tools and allow_private_urls (any
-    layer that says yes turns them on, rather than the first layer that speaks); budget.daily/monthly,
-    tool_config, mcp servers, request, chat and local sections (nested sections checked as a whole).
+    resolved by one loop, `resolve_fields`. What does not fit that pattern has a helper each, called
+    here in order: the provider (`_choose_provider`: flag, -m provider/model, env, file, the one key
+    present, local), `_base_url`, `_api_key` (env names from the provider, api_key_cmd, stored keys),
+    `_model` (aliases, preset), `_send_reasoning` (preset and host defaults; request.reattach_reasoning
+    below), `_headers_and_options` (merged layers, not picked), `_enabled_tools` (--no-tools/--all-tools/
+    --tool), `_search_config`, `_mcp_servers`; debug, confirm_tools and allow_private_urls are switches
+    (`_switch`: any layer that says yes turns them on, rather than the first layer that speaks);
+    budget.daily/monthly, tool_config, request, chat and local sections are checked as a whole.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None and v != () and v != []}
     env = os.environ if env is None else env
@@ -599,7 +600,98 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     file_src = f"config file {path}"
     providers_cfg = data.get("providers") or {}
 
-    # -- which provider ------------------------------------------------------------------------
+    provider, model, model_src = _choose_provider(flags, env, data, file_src, need_provider, sources)
+    prov_cfg = providers_cfg.get(provider) or {} if provider else {}
+    prov_name = provider  # providers.NAME of the table's providers.*.… keys (provider may become None below)
+    preset = PRESETS.get(provider) if provider else None
+
+    base_url, provider = _base_url(flags, env, prov_cfg, preset, provider, file_src, sources)
+    api_key = _api_key(flags, env, prov_cfg, preset, provider, file_src, sources)
+    model, model_names = _model(model, model_src, data, prov_cfg, preset, provider, file_src, sources)
+    # the reasoning handed back in tool loops
+    send_reasoning, reasoning_field = _send_reasoning(provider, preset, base_url, prov_cfg, env,
+                                                      file_src, sources)
+    headers, options = _headers_and_options(flags, data, prov_cfg, preset, provider, file_src, sources)
+
+    # -- the scalar settings of the table (FIELDS): flag > env > file > default --------------
+    fields = resolve_fields(flags, env, data, prov_cfg, prov_name, file_src, sources)
+
+    # -- tools ---------------------------------------------------------------------------------
+    tools_cfg = data.get("tools") or {}
+    tools = _enabled_tools(flags, tools_cfg, file_src, sources)
+    # Switches: on when any layer turns them on (a flag cannot be overruled from below); the source is
+    # the highest layer that did.
+    confirm = _switch(sources, "confirm_tools", (flags.get("confirm_tools"), "--confirm-tools flag"),
+                      (strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"), file_src))
+    fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
+    allow_private = _switch(sources, "allow_private_urls",
+                            (flags.get("allow_private_urls"), "--allow-private-urls flag"),
+                            (_bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")), "LLMCLI_ALLOW_PRIVATE_URLS"),
+                            (strict_bool(fetch_cfg.get("allow_private"), "tools.web_fetch.allow_private"), file_src))
+    search_cfg = _search_config(tools_cfg, env)
+
+    # -- budgets -------------------------------------------------------------------------------
+    budget_cfg = data.get("budget") or {}
+    spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
+                       for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
+
+    debug = _switch(sources, "debug", (flags.get("debug"), "--debug flag"),
+                    (_bool_env(env.get("LLMCLI_DEBUG", "")), "LLMCLI_DEBUG"),
+                    (strict_bool(data.get("debug"), f"debug (in {path})"), file_src))
+    request_cfg = _request_config(data, prov_cfg, file_src)
+    if request_cfg.get("reattach_reasoning") and sources.get("send_reasoning", "").startswith(("preset", "default")):
+        # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
+        send_reasoning, sources["send_reasoning"] = "always", f"{file_src} (request.reattach_reasoning)"
+    local_cfg = dict(data.get("local") or {})
+    mcp_servers = _mcp_servers(data, flags, path, warnings)
+    if provider == LOCAL_PROVIDER:
+        local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
+
+    return Settings(
+        provider=provider,
+        base_url=base_url,
+        api_key=Secret(api_key) if api_key else None,
+        model=model,
+        headers=tuple(headers.items()),
+        options=tuple(options.items()),
+        debug=debug,
+        tools=tools,
+        confirm_tools=confirm,
+        send_reasoning=send_reasoning,
+        reasoning_field=reasoning_field,
+        tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
+                     # the approval policy and user tools, raw: llmcli.tools validates and reads them
+                     ("approval", dict(tools_cfg.get("approval") or {})),
+                     ("user", _user_tools_relative_to(tools_cfg.get("user") or (), path)),
+                     ("functions", tuple(flags.get("functions") or ())),
+                     ("allow_tool", tuple(flags.get("allow_tool") or ())),
+                     ("deny_tool", tuple(flags.get("deny_tool") or ())),
+                     ("yes", bool(flags.get("yes"))),
+                     ("no_tools", bool(flags.get("no_tools")))),
+        allow_private_urls=allow_private,
+        mcp_servers=mcp_servers,
+        chat=tuple((data.get("chat") or {}).items()),
+        spend_caps=spend_caps,
+        request=tuple(request_cfg.items()),
+        local=tuple(local_cfg.items()),
+        capabilities=tuple((prov_cfg.get("capabilities") or {}).items()),
+        aliases=tuple((str(k), str(v)) for k, v in (data.get("aliases") or {}).items()),
+        model_names=tuple(dict.fromkeys(model_names)),
+        config_path=path,
+        home=home_dir(env),
+        sources=tuple(sources.items()),
+        warnings=tuple(warnings),
+        **fields,
+    )
+
+
+def _choose_provider(flags, env, data, file_src: str, need_provider: bool,
+                     sources: Dict[str, str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """(provider, model, model's source) from the flags, the environment and the config file: -p, then
+    -m provider/model, LLMCLI_PROVIDER or default_provider (unless a base URL says otherwise), the one
+    preset key present, the local model. The model is -m or LLMCLI_MODEL as given, an alias resolved
+    and a provider/ prefix taken off when it chose the provider; None when neither names one."""
+    providers_cfg = data.get("providers") or {}
     model = flags.get("model")
     model_src = "--model flag" if model else None
     if not model and env.get("LLMCLI_MODEL"):
@@ -647,17 +739,18 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     if provider:
         sources["provider"] = provider_src or "default"
 
-    prov_cfg = providers_cfg.get(provider) if provider else None
     if provider and provider not in providers_cfg and provider not in PRESETS and provider != LOCAL_PROVIDER:
         known = ", ".join(known_provider_names(data))
         raise ConfigError(f"unknown provider '{provider}' (known: {known})")
-    prov_cfg = prov_cfg or {}
-    prov_name = provider  # providers.NAME of the table's providers.*.… keys (provider may become None below)
-    preset = PRESETS.get(provider) if provider else None
+    return provider, model, model_src
 
-    # -- base URL ------------------------------------------------------------------------------
+
+def _base_url(flags, env, prov_cfg: dict, preset: Optional[Preset], provider: Optional[str], file_src: str,
+              sources: Dict[str, str]) -> Tuple[Optional[str], Optional[str]]:
+    """(base URL, provider): flag > LLMCLI_BASE_URL > the provider's base_url > the preset's. A URL given
+    by flag or environment to the local default leaves no provider (any OpenAI-compatible server)."""
     base_url = None
-    for value, src in ((base_url_flag, "--base-url flag"), (base_url_env, "LLMCLI_BASE_URL"),
+    for value, src in ((flags.get("base_url"), "--base-url flag"), (env.get("LLMCLI_BASE_URL"), "LLMCLI_BASE_URL"),
                        (prov_cfg.get("base_url"), file_src), (preset.base_url if preset else None, f"preset {provider}")):
         if value:
             base_url, sources["base_url"] = str(value), src
@@ -666,11 +759,15 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         provider, sources["provider"] = None, sources["base_url"]
     if base_url:
         base_url = normalise_base_url(base_url, sources["base_url"])
+    return base_url, provider
 
-    # -- API key -------------------------------------------------------------------------------
-    api_key = _api_key(flags, env, prov_cfg, preset, provider, file_src, sources)
 
-    # -- model ---------------------------------------------------------------------------------
+def _model(model: Optional[str], model_src: Optional[str], data: dict, prov_cfg: dict, preset: Optional[Preset],
+           provider: Optional[str], file_src: str, sources: Dict[str, str]) -> Tuple[Optional[str], List[str]]:
+    """(model, the model names the config knows): the one asked for, else the provider's, the file's or the
+    preset's (an alias resolved); the names are what completion and `models` offer first."""
+    providers_cfg = data.get("providers") or {}
+    aliases = data.get("aliases") or {}
     if not model:
         for value, src in ((prov_cfg.get("model"), file_src), (data.get("model"), file_src),
                            (preset.model if preset else None, f"preset {provider}")):
@@ -686,12 +783,12 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         if isinstance(prov, dict):
             model_names += [str(m) for m in [prov.get("model")] + list(prov.get("models") or []) if m]
     model_names += [str(m) for m in (data.get("model"), preset.model if preset else None) if m]
+    return model, model_names
 
-    # -- reasoning handed back in tool loops ------------------------------------------------------
-    send_reasoning, reasoning_field = _send_reasoning(provider, preset, base_url, prov_cfg, env,
-                                                      file_src, sources)
 
-    # -- headers and options -------------------------------------------------------------------
+def _headers_and_options(flags, data: dict, prov_cfg: dict, preset: Optional[Preset], provider: Optional[str],
+                         file_src: str, sources: Dict[str, str]) -> Tuple[Dict[str, str], Dict[str, Any]]:
+    """Headers (preset, then the provider's) and options (file, provider, -o): merged, not picked."""
     headers: Dict[str, str] = dict(preset.headers) if preset else {}
     for k, v in (prov_cfg.get("headers") or {}).items():
         headers[str(k)] = str(v)
@@ -706,22 +803,11 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
     sources["options"] = _layers(file_src, (bool(data.get("options")), "options"),
                                  (bool(prov_cfg.get("options")), f"providers.{provider}.options"),
                                  (bool(flags.get("options")), "-o flag"))
+    return headers, options
 
-    # -- the scalar settings of the table (FIELDS): flag > env > file > default --------------
-    fields = resolve_fields(flags, env, data, prov_cfg, prov_name, file_src, sources)
 
-    # -- tools ---------------------------------------------------------------------------------
-    tools_cfg = data.get("tools") or {}
-    tools = _enabled_tools(flags, tools_cfg, file_src, sources)
-    # Switches: on when any layer turns them on (a flag cannot be overruled from below); the source is
-    # the highest layer that did.
-    confirm = _switch(sources, "confirm_tools", (flags.get("confirm_tools"), "--confirm-tools flag"),
-                      (strict_bool(tools_cfg.get("confirm"), f"tools.confirm (in {path})"), file_src))
-    fetch_cfg = dict(tools_cfg.get("web_fetch") or {})
-    allow_private = _switch(sources, "allow_private_urls",
-                            (flags.get("allow_private_urls"), "--allow-private-urls flag"),
-                            (_bool_env(env.get("LLMCLI_ALLOW_PRIVATE_URLS", "")), "LLMCLI_ALLOW_PRIVATE_URLS"),
-                            (strict_bool(fetch_cfg.get("allow_private"), "tools.web_fetch.allow_private"), file_src))
+def _search_config(tools_cfg: dict, env) -> dict:
+    """tools.web_search, with the key and the engines' URLs the environment gives."""
     search_cfg = dict(tools_cfg.get("web_search") or {})
     if not search_cfg.get("brave_api_key") and env.get("BRAVE_API_KEY"):
         search_cfg["brave_api_key"] = env["BRAVE_API_KEY"]
@@ -729,60 +815,7 @@ def resolve_settings(flags: Optional[Mapping[str, Any]] = None, env: Optional[Ma
         search_cfg["searxng_url"] = env["LLMCLI_SEARXNG_URL"]
     if env.get("LLMCLI_DUCKDUCKGO_URL"):
         search_cfg["duckduckgo_url"] = env["LLMCLI_DUCKDUCKGO_URL"]
-
-    # -- budgets -------------------------------------------------------------------------------
-    budget_cfg = data.get("budget") or {}
-    spend_caps = tuple((period, _money(budget_cfg[period], f"budget.{period}", file_src))
-                       for period in ("daily", "monthly") if budget_cfg.get(period) is not None)
-
-    debug = _switch(sources, "debug", (flags.get("debug"), "--debug flag"),
-                    (_bool_env(env.get("LLMCLI_DEBUG", "")), "LLMCLI_DEBUG"),
-                    (strict_bool(data.get("debug"), f"debug (in {path})"), file_src))
-    request_cfg = _request_config(data, prov_cfg, file_src)
-    if request_cfg.get("reattach_reasoning") and sources.get("send_reasoning", "").startswith(("preset", "default")):
-        # One switch in the end: request.reattach_reasoning is send_reasoning "always" unless that is set.
-        send_reasoning, sources["send_reasoning"] = "always", f"{file_src} (request.reattach_reasoning)"
-    local_cfg = dict(data.get("local") or {})
-    mcp_servers = _mcp_servers(data, flags, path, warnings)
-    if provider == LOCAL_PROVIDER:
-        local_cfg.update({k: v for k, v in prov_cfg.items() if k in ("model_path", "n_ctx", "n_threads")})
-
-    return Settings(
-        provider=provider,
-        base_url=base_url,
-        api_key=Secret(api_key) if api_key else None,
-        model=model,
-        headers=tuple(headers.items()),
-        options=tuple(options.items()),
-        debug=debug,
-        tools=tools,
-        confirm_tools=confirm,
-        send_reasoning=send_reasoning,
-        reasoning_field=reasoning_field,
-        tool_config=(("web_search", search_cfg), ("web_fetch", fetch_cfg),
-                     # the approval policy and user tools, raw: llmcli.tools validates and reads them
-                     ("approval", dict(tools_cfg.get("approval") or {})),
-                     ("user", _user_tools_relative_to(tools_cfg.get("user") or (), path)),
-                     ("functions", tuple(flags.get("functions") or ())),
-                     ("allow_tool", tuple(flags.get("allow_tool") or ())),
-                     ("deny_tool", tuple(flags.get("deny_tool") or ())),
-                     ("yes", bool(flags.get("yes"))),
-                     ("no_tools", bool(flags.get("no_tools")))),
-        allow_private_urls=allow_private,
-        mcp_servers=mcp_servers,
-        chat=tuple((data.get("chat") or {}).items()),
-        spend_caps=spend_caps,
-        request=tuple(request_cfg.items()),
-        local=tuple(local_cfg.items()),
-        capabilities=tuple((prov_cfg.get("capabilities") or {}).items()),
-        aliases=tuple((str(k), str(v)) for k, v in aliases.items()),
-        model_names=tuple(dict.fromkeys(model_names)),
-        config_path=path,
-        home=home_dir(env),
-        sources=tuple(sources.items()),
-        warnings=tuple(warnings),
-        **fields,
-    )
+    return search_cfg
 
 
 def _api_key(flags, env, prov_cfg: dict, preset: Optional[Preset], provider: Optional[str], file_src: str,
